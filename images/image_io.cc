@@ -1,0 +1,1 @@
+// implemented by the image I/O work

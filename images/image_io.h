@@ -1,0 +1,128 @@
+// Framing of every image file except raw page data:
+//   header:  u32 file magic (per image type) | u32 format major | u32 format minor | u32 flags (0)
+//   records: u32 payload length | u32 crc32c(payload) | payload (one protobuf message)
+// Readers are hostile-input safe: every length is capped, every checksum checked, and every
+// error names the file and the record number.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <google/protobuf/message.h>
+
+#include "criu/core/error.h"
+#include "criu/core/unique_fd.h"
+
+namespace criu {
+
+inline constexpr uint32_t kFormatMajor = 1;
+inline constexpr uint32_t kFormatMinor = 0;
+// No single record may be larger than this (a TaskCore with thousands of threads fits easily).
+inline constexpr uint32_t kMaxRecordSize = 64u << 20;
+
+enum class ImageType : uint32_t {
+    Inventory,
+    Pstree,
+    Core,
+    Mm,
+    Pagemap,
+    Files,
+    Fdinfo,
+    PipeData,
+    Fs,
+    DumpStats,
+    RestoreStats,
+};
+
+struct ImageTypeInfo {
+    ImageType type;
+    uint32_t magic;
+    const char* prefix;        // "core" for core-<pid>.img, "inventory" for inventory.img
+    bool per_id;               // file name carries an id
+    const char* message_name;  // full protobuf name of the records ("criu.images.TaskCore")
+};
+
+const ImageTypeInfo& image_type_info(ImageType t);
+// Finds the type of an image by file name ("core-42.img" -> Core); nullptr if unknown.
+const ImageTypeInfo* image_type_by_name(std::string_view file_name);
+const std::vector<ImageTypeInfo>& all_image_types();
+std::string image_file_name(ImageType t, int64_t id = -1);
+
+class ImageWriter {
+public:
+    // Creates (O_TRUNC) `path` and writes the header.
+    static Expected<ImageWriter> create(const std::string& path, ImageType type);
+    static Expected<ImageWriter> create_at(int dirfd, const std::string& name, ImageType type);
+
+    Status write(const google::protobuf::MessageLite& msg);
+    // Flushes; with `sync`, fsyncs. Called by the destructor without sync if not called.
+    Status close(bool sync = false);
+
+    ImageWriter(ImageWriter&&) noexcept = default;
+    ImageWriter& operator=(ImageWriter&&) noexcept = default;
+    ~ImageWriter();
+
+private:
+    ImageWriter(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+    Status flush();
+
+    UniqueFd fd_;
+    std::string path_;
+    std::string buf_;
+    uint32_t records_ = 0;
+};
+
+class ImageReader {
+public:
+    // Opens and checks the header (magic of `type`, format major).
+    static Expected<ImageReader> open(const std::string& path, ImageType type);
+    static Expected<ImageReader> open_at(int dirfd, const std::string& name, ImageType type);
+
+    // Reads the next record into `msg`. Returns false at a clean end of file; a truncated,
+    // oversized, corrupt or unparsable record is an error naming the file and record number.
+    Expected<bool> read(google::protobuf::MessageLite& msg);
+
+    template <class T>
+    Expected<T> read_one() {
+        T msg;
+        bool got = TRY(read(msg));
+        if (!got)
+            return failf(EINVAL, "{}: expected a record, found end of file", path_);
+        return msg;
+    }
+
+    template <class T>
+    Expected<std::vector<T>> read_all() {
+        std::vector<T> out;
+        for (;;) {
+            T msg;
+            bool got = TRY(read(msg));
+            if (!got)
+                break;
+            out.push_back(std::move(msg));
+        }
+        return out;
+    }
+
+    const std::string& path() const { return path_; }
+    uint32_t format_minor() const { return minor_; }
+    uint32_t records_read() const { return records_; }
+
+private:
+    ImageReader(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+    Status fill(size_t want);
+
+    UniqueFd fd_;
+    std::string path_;
+    std::string buf_;
+    size_t pos_ = 0;
+    bool eof_ = false;
+    uint32_t minor_ = 0;
+    uint32_t records_ = 0;
+};
+
+uint32_t crc32c(const void* data, size_t len, uint32_t seed = 0);
+
+}  // namespace criu
