@@ -1,1 +1,101 @@
-int main() { return 0; }
+// The criu command line: CRIU-compatible commands and options over the library core.
+// Only this file prints a final error and chooses the exit code.
+#include <unistd.h>
+
+#include <cstdio>
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "criu/cli/commands.h"
+#include "criu/core/options.h"
+
+namespace criu {
+namespace {
+
+constexpr const char* kVersion = "0.1";
+
+// CRIU accepts "-v4" and "-vvv" (and -v alone); CLI11 does not, so they are rewritten
+// to "--verbosity N" before parsing.
+std::vector<std::string> normalize_args(int argc, char** argv) {
+    std::vector<std::string> out;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a.size() >= 2 && a[0] == '-' && a[1] == 'v' && a.find_first_not_of('v', 1) == std::string::npos) {
+            out.push_back("--verbosity");
+            out.push_back(std::to_string(a.size() == 2 ? 3 : 2 + (a.size() - 1)));
+        } else if (a.size() == 3 && a[0] == '-' && a[1] == 'v' && a[2] >= '0' && a[2] <= '4') {
+            out.push_back("--verbosity");
+            out.push_back(a.substr(2));
+        } else {
+            out.push_back(std::move(a));
+        }
+    }
+    return out;
+}
+
+}  // namespace
+}  // namespace criu
+
+int main(int argc, char** argv) {
+    using namespace criu;
+    Options opts;
+    CommandArgs cmd;
+
+    CLI::App app{"criu: checkpoint/restore and live migration of Linux processes", "criu"};
+    app.set_version_flag("-V,--version", fmt::format("Version: {}", kVersion));
+    app.positionals_at_end(false);
+
+    app.add_option("command", cmd.name,
+                   "check | dump | pre-dump | restore | show | page-server | lazy-pages | migrate | serve | cache")
+        ->required();
+    app.add_option("args", cmd.args, "arguments of the command (show: FILE or DIR; cache: stat|verify|gc)");
+
+    app.add_option("-t,--tree", opts.pid, "pid of the root of the process tree to dump");
+    app.add_option("-D,--images-dir", opts.images_dir, "directory of the image files");
+    app.add_option("-W,--work-dir", opts.work_dir, "directory for logs and stats (default: the images dir)");
+    app.add_option("-o,--log-file", opts.log_file, "log file name, relative to the work dir");
+    app.add_option("--verbosity", opts.verbosity, "console verbosity 0..4 (also -v0..-v4, -vvv)")
+        ->check(CLI::Range(0, 4));
+    app.add_flag("-R,--leave-running", opts.leave_running, "leave the tree running after the dump");
+    app.add_flag("-j,--shell-job", opts.shell_job, "the tree was started from a shell: reattach its terminal");
+    app.add_flag("--tcp-established", opts.tcp_established, "checkpoint established TCP connections");
+    app.add_flag("--file-locks", opts.file_locks, "checkpoint file locks");
+    app.add_flag("--ext-unix-sk", opts.ext_unix_sk, "allow unix sockets with a peer outside the tree");
+    app.add_flag("-d,--restore-detached", opts.restore_detached, "detach from the restored tree");
+    app.add_option("--pidfile", opts.pidfile, "write the pid of the restored root here");
+    app.add_option("--prev-images-dir", opts.prev_images_dir, "parent image directory of an incremental dump");
+    app.add_flag("--track-mem", opts.track_mem, "track memory changes for the next incremental dump");
+    app.add_flag("--page-server", opts.page_server, "send pages to a page server");
+    app.add_option("--address", opts.address, "page server address");
+    app.add_option("--port", opts.port, "page server port")->check(CLI::Range(0, 65535));
+    app.add_flag("--lazy-pages", opts.lazy_pages, "restore memory on demand (post-copy)");
+    app.add_option("--root", opts.root, "root directory of the restored tree");
+    app.add_flag("--compress", opts.compress, "compress page data with zstd");
+    app.add_flag("--dry-run", opts.dry_run, "pre-flight: report every blocker without freezing anything");
+    app.add_option("--stats-json", opts.stats_json, "write timings and counters as JSON to this file");
+    app.add_flag("--no-progress", [&](std::int64_t) { opts.progress = false; }, "never show a progress line");
+
+    app.add_flag("--ms", cmd.check_ms, "check: the same check (accepted for scripts)");
+    app.add_flag("--all", cmd.check_all, "check: report the optional features too");
+    app.add_option("--feature", cmd.check_feature, "check: answer for one feature by exit code ('list' lists them)");
+    app.add_flag("--json", cmd.json, "check: print the result as JSON");
+    app.add_flag("--backtraces", cmd.backtraces, "show: print each thread's call stack at the dump");
+
+    std::vector<std::string> args = normalize_args(argc, argv);
+    std::reverse(args.begin(), args.end());  // CLI11 wants them reversed
+    try {
+        app.parse(args);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    if (opts.work_dir.empty())
+        opts.work_dir = opts.images_dir;
+    if (!isatty(STDERR_FILENO))
+        opts.progress = false;
+    return run_command(cmd, opts);
+}

@@ -1,0 +1,25 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "criu/core/options.h"
+
+namespace criu {
+
+// What the command line says beyond the shared Options.
+struct CommandArgs {
+    std::string name;
+    std::vector<std::string> args;
+    bool check_ms = false;
+    bool check_all = false;
+    std::string check_feature;
+    bool json = false;
+    bool backtraces = false;
+};
+
+// Runs one command; returns the process exit code. Prints the final error, if any,
+// as one line naming the cause plus the path of the full log.
+int run_command(const CommandArgs& cmd, const Options& opts);
+
+}  // namespace criu
