@@ -1,0 +1,140 @@
+#include "criu/files/fd_kind_table.h"
+
+#include <sys/socket.h>
+#include <sys/sysmacros.h>
+
+#include <climits>
+#include <string_view>
+
+namespace criu {
+namespace {
+
+bool link_is(const FdView& v, std::string_view s) { return v.link == s; }
+bool link_starts(const FdView& v, std::string_view s) { return std::string_view(v.link).starts_with(s); }
+
+int socket_domain(const FdView& v) {
+    if (!S_ISSOCK(v.st.st_mode))
+        return -1;
+    int domain = -1;
+    socklen_t len = sizeof domain;
+    // A plain getsockopt on the stolen copy: reads, changes nothing in the target.
+    if (getsockopt(v.stolen.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
+        return -1;
+    return domain;
+}
+
+// Refused kinds: a name, a match and the reason. Each becomes a real kind (one file, one
+// schema message) by getting dump/validate/group/open halves.
+constexpr FdKindOps refused(const char* name, std::optional<images::FdKind> kind, bool (*match)(const FdView&),
+                            const char* why) {
+    return FdKindOps{.name = name, .kind = kind, .match = match, .refusal = why};
+}
+
+// Order matters: the first match wins (a terminal is a char device, a memfd a regular file).
+const FdKindOps kTable[] = {
+    refused("unix socket", images::FD_UNIX_SK, [](const FdView& v) { return socket_domain(v) == AF_UNIX; },
+            "unix socket (not supported yet)"),
+    refused("inet socket", images::FD_INET_SK,
+            [](const FdView& v) { return socket_domain(v) == AF_INET || socket_domain(v) == AF_INET6; },
+            "TCP/UDP socket (not supported yet)"),
+    refused("netlink socket", images::FD_NETLINK_SK,
+            [](const FdView& v) { return socket_domain(v) == AF_NETLINK; }, "netlink socket (not supported yet)"),
+    refused("socket", std::nullopt, [](const FdView& v) { return S_ISSOCK(v.st.st_mode); },
+            "socket of an unsupported address family"),
+    refused("eventfd", images::FD_EVENTFD, [](const FdView& v) { return link_is(v, "anon_inode:[eventfd]"); },
+            "eventfd (not supported yet)"),
+    refused("epoll", images::FD_EPOLL, [](const FdView& v) { return link_is(v, "anon_inode:[eventpoll]"); },
+            "epoll instance (not supported yet)"),
+    refused("signalfd", images::FD_SIGNALFD, [](const FdView& v) { return link_is(v, "anon_inode:[signalfd]"); },
+            "signalfd (not supported yet)"),
+    refused("timerfd", images::FD_TIMERFD, [](const FdView& v) { return link_is(v, "anon_inode:[timerfd]"); },
+            "timerfd (not supported yet)"),
+    refused("inotify", images::FD_INOTIFY, [](const FdView& v) { return link_is(v, "anon_inode:inotify"); },
+            "inotify instance (not supported yet)"),
+    refused("fanotify", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:[fanotify]"); },
+            "fanotify instance (not supported yet)"),
+    refused("pidfd", images::FD_PIDFD, [](const FdView& v) { return link_is(v, "anon_inode:[pidfd]"); },
+            "pidfd (not supported yet)"),
+    refused("io_uring", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:[io_uring]"); },
+            "io_uring instances cannot be checkpointed"),
+    refused("bpf", std::nullopt, [](const FdView& v) { return link_starts(v, "anon_inode:bpf"); },
+            "BPF maps, programs and links cannot be checkpointed"),
+    refused("userfaultfd", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:[userfaultfd]"); },
+            "userfaultfd (not supported yet)"),
+    refused("perf_event", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:[perf_event]"); },
+            "perf events cannot be checkpointed"),
+    refused("anon inode", std::nullopt, [](const FdView& v) { return link_starts(v, "anon_inode:"); },
+            "this kind of anonymous-inode file is not supported"),
+    // memfd_create() files are shmem files unlinked from birth, named "/memfd:NAME (deleted)".
+    refused("memfd", images::FD_MEMFD,
+            [](const FdView& v) { return S_ISREG(v.st.st_mode) && v.st.st_nlink == 0 && link_starts(v, "/memfd:"); },
+            "memfd (not supported yet)"),
+    // Namespace files (nsfs) read "net:[4026531840]"; they are not paths.
+    refused("namespace", std::nullopt,
+            [](const FdView& v) { return !link_starts(v, "/") && v.link.find(":[") != std::string::npos; },
+            "namespace file (not supported yet)"),
+    refused("block device", std::nullopt, [](const FdView& v) { return S_ISBLK(v.st.st_mode); },
+            "block device (not supported yet)"),
+    // /dev/ptmx (5:2) and BSD masters (majors 128-135) answer TCGETS like a terminal.
+    refused("pty master", std::nullopt,
+            [](const FdView& v) {
+                unsigned ma = major(v.st.st_rdev), mi = minor(v.st.st_rdev);
+                return S_ISCHR(v.st.st_mode) && ((ma == 5 && mi == 2) || (ma >= 128 && ma <= 135));
+            },
+            "pty master (not supported yet)"),
+    kTtyKind,
+    kCharDevKind,
+    kPipeKind,
+    kFifoKind,
+    kRegFileKind,
+    refused("unknown", std::nullopt, [](const FdView&) { return true; }, "unknown kind of file (not supported)"),
+};
+
+}  // namespace
+
+const FdKindOps& classify_fd(const FdView& v) {
+    for (const auto& k : kTable)
+        if (k.match(v))
+            return k;
+    return kTable[std::size(kTable) - 1];
+}
+
+const FdKindOps* fd_kind_ops(images::FdKind kind) {
+    for (const auto& k : kTable)
+        if (k.kind == kind && k.open)
+            return &k;
+    return nullptr;
+}
+
+Status validate_open_flags(uint32_t flags) {
+    if (flags & ~kOpenFlagsAllowed)
+        return failf(EINVAL, "open flags 0{:o} have unknown bits 0{:o}", flags, flags & ~kOpenFlagsAllowed);
+    if ((flags & O_ACCMODE) == O_ACCMODE)
+        return failf(EINVAL, "open flags 0{:o} have an invalid access mode", flags);
+    return {};
+}
+
+Status validate_path(const std::string& path) {
+    if (path.empty() || path[0] != '/')
+        return failf(EINVAL, "path \"{}\" is not absolute", path);
+    if (path.find('\0') != std::string::npos)
+        return failf(EINVAL, "path \"{}\" contains a NUL byte", path.substr(0, path.find('\0')));
+    if (path.size() >= PATH_MAX)
+        return failf(ENAMETOOLONG, "path of {} bytes is longer than PATH_MAX", path.size());
+    return {};
+}
+
+int open_flags(uint32_t dumped) {
+    return static_cast<int>((dumped & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC)) | O_CLOEXEC);
+}
+
+Expected<UniqueFd> KindRestoreContext::to_high(UniqueFd fd) const {
+    if (fd.get() >= high_fd)
+        return fd;
+    int n = fcntl(fd.get(), F_DUPFD_CLOEXEC, high_fd);
+    if (n < 0)
+        return fail_errno("F_DUPFD_CLOEXEC above fd {}", high_fd);
+    return UniqueFd(n);
+}
+
+}  // namespace criu

@@ -1,0 +1,145 @@
+// Dump half of the fd kinds: preflight (nothing stopped) and FilesDumper (tree stopped).
+#include <fcntl.h>
+
+#include <map>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "criu/files/fd_kind_table.h"
+#include "criu/files/fd_kinds.h"
+#include "images/image_io.h"
+
+namespace criu {
+
+namespace {
+
+std::string refusal_message(const FdView& v, const FdKindOps& k) {
+    return fmt::format("{}: {} ({})", v.where(), k.refusal, v.link);
+}
+
+}  // namespace
+
+Status preflight_fds(pid_t pid, const Options& opts, Log& log) {
+    UniqueFd pidfd = TRY(open_pidfd(pid));
+    std::vector<int> fds = TRY(list_target_fds(pid));
+    std::vector<std::string> problems;
+    for (int fd : fds) {
+        auto v = inspect_target_fd(pidfd.get(), pid, fd);
+        if (!v) {
+            // The process runs on: an fd closed since the listing is no blocker.
+            if (v.error().err() == EBADF || v.error().err() == ENOENT)
+                continue;
+            problems.push_back(v.error().str());
+            continue;
+        }
+        const FdKindOps& k = classify_fd(*v);
+        if (k.refusal) {
+            problems.push_back(refusal_message(*v, k));
+        } else if (k.precheck) {
+            if (Status st = k.precheck(*v, opts); !st)
+                problems.push_back(st.error().message());
+        }
+        log.debug("files", "preflight {}: {} {}", v->where(), k.name, v->link);
+    }
+    if (problems.empty()) {
+        log.info("files", "pid {}: all {} fds can be dumped", pid, fds.size());
+        return {};
+    }
+    for (const auto& p : problems)
+        log.error("files", "{}", p);
+    return failf(ENOTSUP, "{} of the {} fds of pid {} cannot be dumped: {}", problems.size(), fds.size(), pid,
+                 fmt::join(problems, "; "));
+}
+
+class FilesDumperState {
+public:
+    struct Seen {
+        pid_t pid;
+        int fd;
+        uint32_t id;
+        images::FdKind kind;
+    };
+    std::vector<images::FileEntry> files;
+    // Descriptions already dumped, by inode: only fds on the same inode can share one.
+    std::multimap<InodeKey, Seen> seen;
+    std::map<InodeKey, images::PipeData> pipe_data;
+    std::map<InodeKey, std::string> ghosts;
+    uint32_t next_id = 1;
+    bool finished = false;
+};
+
+FilesDumper::FilesDumper() : st_(std::make_unique<FilesDumperState>()) {}
+FilesDumper::~FilesDumper() = default;
+FilesDumper::FilesDumper(FilesDumper&&) noexcept = default;
+FilesDumper& FilesDumper::operator=(FilesDumper&&) noexcept = default;
+
+Status FilesDumper::dump_process_fds(pid_t pid, const Options& opts, Log& log, int images_dirfd) {
+    auto& s = *st_;
+    UniqueFd pidfd = TRY(open_pidfd(pid));
+    std::vector<int> fds = TRY(list_target_fds(pid));
+    std::string img = image_file_name(ImageType::Fdinfo, pid);
+    ImageWriter w = TRY(ImageWriter::create_at(images_dirfd, img, ImageType::Fdinfo));
+
+    for (int fd : fds) {
+        FdView v = TRY(inspect_target_fd(pidfd.get(), pid, fd));
+        const FdKindOps& k = classify_fd(v);
+        if (k.refusal)
+            return fail(ENOTSUP, refusal_message(v, k));
+        if (k.precheck)
+            TRY_VOID(k.precheck(v, opts));
+
+        InodeKey key{v.st.st_dev, v.st.st_ino};
+        const FilesDumperState::Seen* shared = nullptr;
+        for (auto [it, end] = s.seen.equal_range(key); it != end && !shared; ++it) {
+            bool same = TRY_CTX(same_file_description(pid, fd, it->second.pid, it->second.fd), "{}", v.where());
+            if (same)
+                shared = &it->second;
+        }
+
+        images::FdEntry fe;
+        fe.set_fd(fd);
+        fe.set_fd_flags((v.flags & O_CLOEXEC) ? FD_CLOEXEC : 0);
+        if (shared) {
+            fe.set_kind(shared->kind);
+            fe.set_file_id(shared->id);
+            log.debug("files", "{}: shares file {} with pid {} fd {}", v.where(), shared->id, shared->pid, shared->fd);
+        } else {
+            images::FileEntry e;
+            e.set_id(s.next_id++);
+            e.set_kind(*k.kind);
+            KindDumpContext ctx{opts, log, images_dirfd, e.id(), s.pipe_data, s.ghosts};
+            TRY_VOID_CTX(k.dump(ctx, v, e), "dumping {} {}", k.name, v.link);
+            s.seen.emplace(key, FilesDumperState::Seen{pid, fd, e.id(), e.kind()});
+            fe.set_kind(e.kind());
+            fe.set_file_id(e.id());
+            log.debug("files", "{}: {} {} is file {}", v.where(), k.name, v.link, e.id());
+            s.files.push_back(std::move(e));
+        }
+        TRY_VOID_CTX(w.write(fe), "pid {}", pid);
+    }
+    TRY_VOID_CTX(w.close(), "pid {}", pid);
+    log.info("files", "pid {}: dumped {} fds", pid, fds.size());
+    return {};
+}
+
+Status FilesDumper::finish(int images_dirfd) {
+    auto& s = *st_;
+    if (s.finished)
+        return fail(EINVAL, "FilesDumper::finish called twice");
+    s.finished = true;
+    ImageWriter files =
+        TRY(ImageWriter::create_at(images_dirfd, image_file_name(ImageType::Files), ImageType::Files));
+    for (const auto& e : s.files)
+        TRY_VOID(files.write(e));
+    TRY_VOID(files.close());
+    ImageWriter pipes =
+        TRY(ImageWriter::create_at(images_dirfd, image_file_name(ImageType::PipeData), ImageType::PipeData));
+    for (const auto& [key, d] : s.pipe_data)
+        TRY_VOID(pipes.write(d));
+    TRY_VOID(pipes.close());
+    return {};
+}
+
+}  // namespace criu
