@@ -12,10 +12,10 @@
 
 namespace criu::test {
 
-TempDir::TempDir() {
-    char tmpl[] = "/tmp/criu-images-test-XXXXXX";
-    if (!::mkdtemp(tmpl))
-        throw std::runtime_error("mkdtemp failed");
+TempDir::TempDir(const std::string& base) {
+    std::string tmpl = base + "/criu-images-test-XXXXXX";
+    if (!::mkdtemp(tmpl.data()))
+        throw std::runtime_error("mkdtemp failed under " + base);
     path_ = tmpl;
 }
 

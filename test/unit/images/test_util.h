@@ -12,7 +12,8 @@ namespace criu::test {
 // mkdtemp under /tmp; removed recursively on destruction.
 class TempDir {
 public:
-    TempDir();
+    // Under `base` (default /tmp); /dev/shm gives a tmpfs, which refuses O_DIRECT.
+    explicit TempDir(const std::string& base = "/tmp");
     ~TempDir();
     TempDir(const TempDir&) = delete;
     TempDir& operator=(const TempDir&) = delete;
