@@ -69,9 +69,11 @@ const FdKindOps kTable[] = {
     refused("memfd", images::FD_MEMFD,
             [](const FdView& v) { return S_ISREG(v.st.st_mode) && v.st.st_nlink == 0 && link_starts(v, "/memfd:"); },
             "memfd (not supported yet)"),
-    // Namespace files (nsfs) read "net:[4026531840]"; they are not paths.
+    // Namespace files (nsfs, regular inodes) read "net:[4026531840]"; they are not paths.
     refused("namespace", std::nullopt,
-            [](const FdView& v) { return !link_starts(v, "/") && v.link.find(":[") != std::string::npos; },
+            [](const FdView& v) {
+                return S_ISREG(v.st.st_mode) && !link_starts(v, "/") && v.link.find(":[") != std::string::npos;
+            },
             "namespace file (not supported yet)"),
     refused("block device", std::nullopt, [](const FdView& v) { return S_ISBLK(v.st.st_mode); },
             "block device (not supported yet)"),

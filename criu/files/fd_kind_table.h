@@ -83,8 +83,11 @@ const FdKindOps& classify_fd(const FdView& v);
 const FdKindOps* fd_kind_ops(images::FdKind kind);
 
 // Shared by the kinds.
+// The kernel's O_LARGEFILE, which fdinfo shows for every file on 64-bit (force_o_largefile());
+// glibc defines O_LARGEFILE as 0 there.
+inline constexpr uint32_t kKernelOLargefile = 0100000;
 inline constexpr uint32_t kOpenFlagsAllowed =
-    O_ACCMODE | O_APPEND | O_NONBLOCK | O_SYNC | O_DSYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY |
+    O_ACCMODE | O_APPEND | O_NONBLOCK | O_SYNC | O_DSYNC | O_DIRECT | kKernelOLargefile | O_DIRECTORY |
     O_NOFOLLOW | O_NOATIME | O_CLOEXEC | O_PATH | O_ASYNC | O_NOCTTY;
 Status validate_open_flags(uint32_t flags);
 Status validate_path(const std::string& path);

@@ -15,6 +15,16 @@ namespace {
 
 std::string devno(uint64_t rdev) { return fmt::format("{}:{}", major(rdev), minor(rdev)); }
 
+// By device number too: a terminal whose master was closed is hung up and fails TCGETS, but
+// it is still the job's terminal (Documentation/admin-guide/devices.txt).
+bool is_terminal(const FdView& v) {
+    if (!S_ISCHR(v.st.st_mode))
+        return false;
+    unsigned ma = major(v.st.st_rdev), mi = minor(v.st.st_rdev);
+    bool tty_major = ma == 3 || ma == 4 || (ma >= 136 && ma <= 143) || (ma == 5 && mi <= 1);
+    return tty_major || isatty(v.stolen.get());
+}
+
 Status dump_chr(KindDumpContext&, const FdView& v, images::FileEntry& out) {
     auto* d = out.mutable_chr();
     d->set_path(v.path());
@@ -97,7 +107,7 @@ Expected<UniqueFd> open_tty(KindRestoreContext& c, const images::FileEntry& e) {
 const FdKindOps kTtyKind{
     .name = "terminal",
     .kind = images::FD_TTY,
-    .match = [](const FdView& v) { return S_ISCHR(v.st.st_mode) && isatty(v.stolen.get()); },
+    .match = is_terminal,
     .precheck = precheck_tty,
     .dump = dump_tty,
     .validate = validate_tty,

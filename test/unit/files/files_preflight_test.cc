@@ -1,0 +1,75 @@
+// Preflight lists every fd that cannot be dumped, naming pid, fd and kind, and leaves the
+// process running.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "criu/files/fd_kinds.h"
+#include "files_test_util.h"
+
+using namespace criu;
+using namespace criu::test;
+
+TEST_CASE("preflight refuses eventfd, sockets and memfd by pid, fd and kind while the process runs") {
+    pid_t pid = spawn_ready_child([] {
+        int null = open("/dev/null", O_RDWR);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 ||
+            syscall(SYS_close_range, 3, kReadyFd - 1, 0) != 0 || syscall(SYS_close_range, kReadyFd + 1, ~0u, 0) != 0)
+            return false;
+        int sv[2];
+        int m = memfd_create("scratch", 0);
+        int e = eventfd(3, 0);
+        return m >= 0 && place(m, 6) && e >= 0 && place(e, 7) && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0 &&
+               place(sv[0], 8) && place(sv[1], 9);
+    });
+    REQUIRE(pid > 0);
+    Options opts;
+    Log log(0);
+    auto st = preflight_fds(pid, opts, log);
+    REQUIRE_FALSE(st);
+    std::string msg = st.error().str();
+    CHECK_THAT(msg, Catch::Contains(fmt::format("4 of the 7 fds of pid {} cannot be dumped", pid)));
+    CHECK_THAT(msg, Catch::Contains(fmt::format("pid {} fd 6: memfd (not supported yet)", pid)));
+    CHECK_THAT(msg, Catch::Contains(fmt::format("pid {} fd 7: eventfd (not supported yet)", pid)));
+    CHECK_THAT(msg, Catch::Contains(fmt::format("pid {} fd 8: unix socket (not supported yet)", pid)));
+    CHECK_THAT(msg, Catch::Contains(fmt::format("pid {} fd 9: unix socket (not supported yet)", pid)));
+    CHECK(msg.find("fd 0") == std::string::npos);
+
+    // Nothing was stopped or taken from it.
+    int status = 0;
+    CHECK(waitpid(pid, &status, WNOHANG) == 0);
+    CHECK(kill(pid, 0) == 0);
+
+    // The dump itself refuses too, at the first blocker.
+    TempDir images;
+    FilesDumper dumper;
+    auto d = dumper.dump_process_fds(pid, opts, log, images.fd());
+    REQUIRE_FALSE(d);
+    CHECK_THAT(d.error().str(), Catch::Contains(fmt::format("pid {} fd 6: memfd", pid)));
+    kill_child(pid);
+}
+
+TEST_CASE("preflight passes a process whose fds are all supported") {
+    pid_t pid = spawn_ready_child([] {
+        int null = open("/dev/null", O_RDWR);
+        int p[2];
+        return null >= 0 && dup2(null, 0) >= 0 && dup2(null, 1) >= 0 && dup2(null, 2) >= 0 &&
+               syscall(SYS_close_range, 3, kReadyFd - 1, 0) == 0 && pipe(p) == 0;
+    });
+    REQUIRE(pid > 0);
+    Options opts;
+    Log log(0);
+    auto st = preflight_fds(pid, opts, log);
+    INFO((st ? "" : st.error().str()));
+    CHECK(st);
+    kill_child(pid);
+}
