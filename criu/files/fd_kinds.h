@@ -59,7 +59,9 @@ class FilesRestorerState;
 //      numbers above every target fd, so that forked processes inherit them.
 //      Not needed for a single-process tree.
 //   3. In each restored process (a forked child of criu, libc usable), after it has forked its
-//      own children and moved its service fds above max_target_fd(pid):
+//      own children and moved its service fds above max_target_fd(pid) with
+//      fcntl(fd, F_DUPFD_CLOEXEC, max_target_fd(pid) + 1) (never dup2 onto a chosen number
+//      there: fds held by this object live above max_target_fd() too):
 //      fr.restore_process_fds(pid, opts, log). Installs every fd at its number with its
 //      FD_CLOEXEC, offset and flags, closes every other fd <= max_target_fd(pid), and closes
 //      every fd this FilesRestorer held (in this process) so none leaks into the target.

@@ -25,6 +25,12 @@ bool is_terminal(const FdView& v) {
     return tty_major || isatty(v.stolen.get());
 }
 
+Status precheck_chr(const FdView& v, const Options&) {
+    if (v.st.st_nlink == 0)
+        return failf(ENOTSUP, "{}: device node {} was unlinked and cannot be reopened by path", v.where(), v.path());
+    return {};
+}
+
 Status dump_chr(KindDumpContext&, const FdView& v, images::FileEntry& out) {
     auto* d = out.mutable_chr();
     d->set_path(v.path());
@@ -118,6 +124,7 @@ const FdKindOps kCharDevKind{
     .name = "character device",
     .kind = images::FD_CHR,
     .match = [](const FdView& v) { return S_ISCHR(v.st.st_mode) && !v.link.empty() && v.link[0] == '/'; },
+    .precheck = precheck_chr,
     .dump = dump_chr,
     .validate = validate_chr,
     .open = open_chr,

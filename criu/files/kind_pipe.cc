@@ -22,6 +22,10 @@ Status precheck_pipe(const FdView& v, const Options&) {
     // Packet mode changes how writes are split into buffers; its restore needs pipe2(O_DIRECT).
     if (v.flags & O_DIRECT)
         return failf(ENOTSUP, "{}: packet-mode pipe (O_DIRECT) (not supported yet)", v.where());
+    // A FIFO is reopened by path on restore; an unlinked one has none.
+    if (v.link[0] == '/' && v.st.st_nlink == 0)
+        return failf(ENOTSUP, "{}: FIFO {} was unlinked and cannot be reopened (not supported yet)", v.where(),
+                     v.path());
     return {};
 }
 
