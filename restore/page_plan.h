@@ -1,0 +1,44 @@
+// Where every dumped page of one process comes from, resolved in phase 1 so that the blob only
+// has to pread(): runs of {vaddr, pages, source fd, offset}. PE_PARENT ranges are followed down
+// the parent image chain; zstd frames are decoded here into a memfd (the blob has no zstd);
+// PE_ZERO pages become explicit zero runs only where a fresh mapping would not read as zero
+// (private file mappings). Every entry must lie in a VMA that can hold dumped pages.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "criu/core/error.h"
+#include "criu/core/unique_fd.h"
+#include "images/page_reader.h"
+#include "proto/mm.pb.h"
+
+namespace criu {
+
+struct PlannedRun {
+    uint64_t vaddr = 0;
+    uint64_t nr_pages = 0;
+    int source = -1;      // index into PagePlan::sources, -1: write zeros
+    uint64_t offset = 0;  // in the source
+    bool operator==(const PlannedRun&) const = default;
+};
+
+struct PagePlan {
+    std::vector<PlannedRun> runs;     // address order, never crossing a VMA boundary
+    std::vector<int> sources;         // fds: borrowed from the PageReader chain, or owned_ below
+    std::vector<UniqueFd> owned;      // memfds holding decoded zstd data
+    std::vector<bool> vma_filled;     // per MmInfo.vmas index: some run writes into it
+    uint64_t pages_from_images = 0;
+    uint64_t pages_zeroed = 0;
+};
+
+// Kinds of VMA whose pages the dump holds (private memory, COWed file pages, shared anon and
+// memfd contents); pages of the others come from their files or the kernel.
+bool vma_takes_pages(images::VmaKind kind);
+// A fresh mapping of this kind reads as zero where the dump says "zero" (anonymous memory).
+bool vma_zero_is_free(images::VmaKind kind);
+
+// `pid` names the process in messages.
+Expected<PagePlan> plan_pages(PageReader& reader, const images::MmInfo& mm, pid_t pid);
+
+}  // namespace criu

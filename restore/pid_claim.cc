@@ -1,0 +1,139 @@
+#include "restore/pid_claim.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace criu {
+namespace {
+
+// clone_args of clone3(2), version 2 (with set_tid and cgroup); the 6.1 headers lack set_tid.
+struct CloneArgs {
+    uint64_t flags;
+    uint64_t pidfd;
+    uint64_t child_tid;
+    uint64_t parent_tid;
+    uint64_t exit_signal;
+    uint64_t stack;
+    uint64_t stack_size;
+    uint64_t tls;
+    uint64_t set_tid;
+    uint64_t set_tid_size;
+    uint64_t cgroup;
+};
+static_assert(sizeof(CloneArgs) == 88);
+
+constexpr std::chrono::milliseconds kPoll{10};
+
+}  // namespace
+
+std::string PidHolder::describe(pid_t pid) const {
+    if (!exists)
+        return fmt::format("pid {} is being released by the kernel", pid);
+    std::string who = tgid != pid ? fmt::format("thread {} of process {} ({})", pid, tgid, comm)
+                                  : fmt::format("process {} ({})", pid, comm);
+    if (state == 'Z')
+        return fmt::format("{} is a zombie that its parent {} has not reaped", who, ppid);
+    if (exiting)
+        return fmt::format("{} is exiting (state {})", who, state);
+    return fmt::format("{} is running (state {}, parent {})", who, state, ppid);
+}
+
+PidHolder find_pid_holder(pid_t pid) {
+    PidHolder h;
+    std::ifstream in(fmt::format("/proc/{}/status", pid));
+    if (!in)
+        return h;  // gone between the EEXIST and now, or never visible: being released
+    h.exists = true;
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream ls(line);
+        std::string key;
+        ls >> key;
+        if (key == "Name:")
+            h.comm = line.size() > 6 ? line.substr(6) : "";
+        else if (key == "State:")
+            ls >> h.state;
+        else if (key == "Tgid:")
+            ls >> h.tgid;
+        else if (key == "PPid:")
+            ls >> h.ppid;
+    }
+    h.exiting = h.state == 'Z' || h.state == 'X';
+    return h;
+}
+
+Status wait_pid_free(pid_t pid, const char* what, Log& log) {
+    auto deadline = std::chrono::steady_clock::now() + kPidWaitLimit;
+    bool said = false;
+    for (;;) {
+        if (::access(fmt::format("/proc/{}", pid).c_str(), F_OK) != 0 && errno == ENOENT)
+            return {};
+        PidHolder h = find_pid_holder(pid);
+        if (!h.exists)
+            return {};
+        // A zombie or a dying process goes away by itself once its parent reaps it; anything
+        // else holds the number for good.
+        if (!h.exiting || std::chrono::steady_clock::now() >= deadline)
+            return failf(EEXIST, "{} {} is taken: {}", what, pid, h.describe(pid));
+        if (!said) {
+            log.info("restore", "{} {} is still held ({}); waiting up to {} ms", what, pid, h.describe(pid),
+                     kPidWaitLimit.count());
+            said = true;
+        }
+        std::this_thread::sleep_for(kPoll);
+    }
+}
+
+Expected<pid_t> fork_with_pid(pid_t pid, UniqueFd& pidfd, Log& log) {
+    auto deadline = std::chrono::steady_clock::now() + kPidWaitLimit;
+    for (;;) {
+        int fd = -1;
+        pid_t want = pid;
+        CloneArgs ca{};
+        ca.flags = CLONE_PIDFD;
+        ca.pidfd = reinterpret_cast<uint64_t>(&fd);
+        ca.exit_signal = SIGCHLD;
+        ca.set_tid = reinterpret_cast<uint64_t>(&want);
+        ca.set_tid_size = 1;
+        long r = ::syscall(SYS_clone3, &ca, sizeof(ca));
+        if (r == 0)
+            return 0;
+        if (r > 0) {
+            pidfd.reset(fd);
+            if (r != pid)  // cannot happen with set_tid; would mean a kernel we do not understand
+                return failf(EINVAL, "clone3 with set_tid {} gave pid {}", pid, r);
+            return pid_t(r);
+        }
+        int err = errno;
+        if (err == EEXIST) {
+            PidHolder h = find_pid_holder(pid);
+            if ((!h.exists || h.exiting) && std::chrono::steady_clock::now() < deadline) {
+                log.debug("restore", "pid {}: {}; retrying", pid, h.describe(pid));
+                std::this_thread::sleep_for(kPoll);
+                continue;
+            }
+            return failf(EEXIST, "cannot restore pid {}: {}", pid, h.describe(pid));
+        }
+        if (err == EINVAL) {
+            std::ifstream pm("/proc/sys/kernel/pid_max");
+            long max = 0;
+            pm >> max;
+            if (max > 0 && pid >= max)
+                return failf(EINVAL, "cannot restore pid {}: above this system's pid_max ({})", pid, max);
+        }
+        if (err == EPERM)
+            return failf(EPERM, "cannot restore pid {}: clone3 set_tid needs CAP_CHECKPOINT_RESTORE (or "
+                                "CAP_SYS_ADMIN) in the pid namespace's owner", pid);
+        return fail(err, fmt::format("clone3 with set_tid {}", pid));
+    }
+}
+
+}  // namespace criu

@@ -1,0 +1,337 @@
+#include "restore/restore.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+// glibc's deprecated sigmask() macro (signal.h) would break ThreadCore::sigmask().
+#undef sigmask
+
+#include "criu/files/fd_kinds.h"
+#include "images/image_dir.h"
+#include "images/page_reader.h"
+#include "proto/stats.pb.h"
+#include "restore/blob_args.h"
+#include "restore/blob_hole.h"
+#include "restore/blob_report.h"
+#include "restore/host_info.h"
+#include "restore/page_plan.h"
+#include "restore/pid_claim.h"
+#include "restore/process_images.h"
+#include "restore/restored_child.h"
+#include "restore/restorer_blob.h"
+#include "restore/sigframe.h"
+#include "restore/sigreturn_catcher.h"
+#include "restore/validate.h"
+#include "restore/vma_files.h"
+
+namespace criu {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint64_t us_since(Clock::time_point t) {
+    return uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
+}
+
+std::string describe_wait_status(int st) {
+    if (WIFEXITED(st))
+        return fmt::format("exited with status {}", WEXITSTATUS(st));
+    if (WIFSIGNALED(st))
+        return fmt::format("was killed by signal {} ({})", WTERMSIG(st), strsignal(WTERMSIG(st)));
+    return fmt::format("changed state ({:#x})", st);
+}
+
+// Owns the restored process until it is known to be whole: on every failure path it is
+// killed and reaped, so nothing half-restored stays behind.
+class RestoredProcessGuard {
+public:
+    RestoredProcessGuard(pid_t pid, UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+    RestoredProcessGuard(const RestoredProcessGuard&) = delete;
+    ~RestoredProcessGuard() {
+        if (!armed_)
+            return;
+        ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+        if (!reaped_) {
+            int st;
+            while (::waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
+            }
+        }
+    }
+    void disarm() { armed_ = false; }
+    // Reaps it, if it died; returns its wait status.
+    std::optional<int> reap_if_dead() {
+        if (reaped_)
+            return status_;
+        int st = 0;
+        if (::waitpid(pid_, &st, __WALL | WNOHANG) == pid_) {
+            reaped_ = true;
+            status_ = st;
+            return st;
+        }
+        return std::nullopt;
+    }
+    // Blocks until it is gone (after a report said it failed, or EOF said it died).
+    int reap() {
+        if (reaped_)
+            return status_;
+        int st = 0;
+        while (::waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
+        }
+        reaped_ = true;
+        status_ = st;
+        return st;
+    }
+    void mark_reaped(int st) {
+        reaped_ = true;
+        status_ = st;
+    }
+
+private:
+    pid_t pid_;
+    UniqueFd pidfd_;
+    bool armed_ = true;
+    bool reaped_ = false;
+    int status_ = 0;
+};
+
+// Everything phase 1 produces for one process.
+struct Prepared {
+    ProcessImages p;
+    std::optional<PageReader> reader;
+    PagePlan pages;
+    VmaFiles files;
+};
+
+Expected<Prepared> prepare_process(const ImageDir& dir, const images::Inventory& inv,
+                                   const images::PstreeEntry& entry, const HostInfo& host, Log& log) {
+    Prepared pr;
+    const pid_t pid = entry.pid();
+    pr.p = TRY(load_process_images(dir, entry));
+    TRY_VOID(validate_process(inv, pr.p, host));
+    if (TRY(dir.has(ImageType::Pagemap, pid))) {
+        pr.reader.emplace(TRY_CTX(PageReader::open(dir, pid), "pid {}", pid));
+        pr.pages = TRY(plan_pages(*pr.reader, pr.p.mm, pid));
+    } else {
+        pr.pages.vma_filled.assign(size_t(pr.p.mm.vmas_size()), false);
+        log.info("restore", "pid {}: no pagemap image: every anonymous page starts as zero", pid);
+    }
+    pr.files = TRY(open_vma_files(pr.p.mm, pid, log));
+    log.info("restore", "pid {}: {} threads, {} VMAs, {} pages from images in {} runs, {} zeroed", pid,
+             pr.p.core.threads_size(), pr.p.mm.vmas_size(), pr.pages.pages_from_images, pr.pages.runs.size(),
+             pr.pages.pages_zeroed);
+    return pr;
+}
+
+Error died_early(RestoredProcessGuard& guard, pid_t pid, const char* when) {
+    int st = guard.reap();
+    return Error(ECHILD, fmt::format("pid {}: the restored process {} {} without a report from the restorer",
+                                     pid, describe_wait_status(st), when));
+}
+
+Expected<blob_report> expect_report(int fd, RestoredProcessGuard& guard, const BlobArgs& args,
+                                    const ProcessImages& p, uint32_t want, const char* when) {
+    ReportRead rr = TRY(read_blob_report(fd));
+    if (rr.kind == ReportRead::Eof)
+        return std::unexpected(died_early(guard, p.entry.pid(), when));
+    if (rr.report.step != want) {
+        guard.reap();
+        return std::unexpected(report_to_error(rr.report, args, p));
+    }
+    return rr.report;
+}
+
+Status write_pidfile(const std::string& path, pid_t pid) {
+    std::string tmp = path + ".tmp";
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd)
+        return fail_errno("creating pidfile {}", tmp);
+    std::string s = fmt::format("{}", pid);
+    if (::write(fd.get(), s.data(), s.size()) != ssize_t(s.size()) || ::fsync(fd.get()) < 0) {
+        ::unlink(tmp.c_str());
+        return fail_errno("writing pidfile {}", tmp);
+    }
+    // Renamed into place so a reader never sees an empty or partial pid.
+    if (::rename(tmp.c_str(), path.c_str()) < 0) {
+        ::unlink(tmp.c_str());
+        return fail_errno("renaming {} to {}", tmp, path);
+    }
+    return {};
+}
+
+void write_stats(const ImageDir& dir, const images::RestoreStats& stats, Log& log) {
+    auto w = dir.open_writer(ImageType::RestoreStats);
+    Status st = w ? w->write(stats) : Status(std::unexpected(w.error()));
+    if (st && w)
+        st = w->close();
+    if (!st)
+        log.warn("restore", "cannot write restore stats: {}", st.error().str());
+}
+
+}  // namespace
+
+Expected<int> run_restore(const Options& opts, Log& log) {
+    const auto t_start = Clock::now();
+    ImageDir dir = TRY(ImageDir::open(opts.images_dir));
+    ImageSetHeader hdr = TRY(load_image_set_header(dir));
+    if (hdr.pstree.size() != 1)
+        return failf(ENOTSUP, "{}: the dump holds {} processes; this criu restores a single process (with any "
+                              "number of threads)", dir.file_path("pstree.img"), hdr.pstree.size());
+    const images::PstreeEntry& entry = hdr.pstree.front();
+    const pid_t pid = entry.pid();
+    if (entry.zombie())
+        return failf(ENOTSUP, "pid {}: the dumped process is a zombie; there is nothing to run", pid);
+    HostInfo host = TRY(probe_host());
+    if (!hdr.inventory.kernel_release().empty() && hdr.inventory.kernel_release() != host.kernel_release)
+        log.warn("restore", "dumped on kernel {}, restoring on {}: the vDSO layouts match, but its code may "
+                            "differ", hdr.inventory.kernel_release(), host.kernel_release);
+
+    // Phase 1: everything read and checked, every object the blob needs opened.
+    Prepared pr = TRY(prepare_process(dir, hdr.inventory, entry, host, log));
+    FilesRestorer files = TRY(FilesRestorer::load(dir.fd(), {pid}, log));
+    for (int i = 1; i < entry.threads_size(); i++)
+        TRY_VOID(wait_pid_free(entry.threads(i), "tid", log));
+
+    int report_pipe[2], go_pipe[2];
+    if (::pipe2(report_pipe, O_CLOEXEC) < 0 || ::pipe2(go_pipe, O_CLOEXEC) < 0)
+        return fail_errno("creating the restorer's pipes");
+    UniqueFd report_r(report_pipe[0]), report_w(report_pipe[1]), go_r(go_pipe[0]), go_w(go_pipe[1]);
+
+    BlobFdSlots slots;
+    slots.report_fd = report_w.get();
+    slots.go_fd = go_r.get();
+    slots.page_sources = pr.pages.sources;
+    for (const auto& fd : pr.files.fds)
+        slots.vma_objects.push_back(fd.get());
+    std::span<const uint8_t> code = restorer_blob_code();
+    BlobArgsInput in{&pr.p, &host, &pr.pages, &pr.files, &slots, code.size(), true};
+    BlobArgs args = TRY(BlobArgs::build(in));
+    std::string own_maps = TRY([]() -> Expected<std::string> {
+        UniqueFd fd(::open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
+        if (!fd)
+            return fail_errno("open /proc/self/maps");
+        std::string s;
+        char buf[65536];
+        ssize_t n;
+        while ((n = ::read(fd.get(), buf, sizeof(buf))) > 0)
+            s.append(buf, size_t(n));
+        if (n < 0)
+            return fail_errno("read /proc/self/maps");
+        return s;
+    }());
+    auto own = TRY(parse_maps_ranges(own_maps));
+    uint64_t base = TRY_CTX(find_blob_hole(pr.p.mm, own, args.area_size()), "pid {}", pid);
+    args.place(base);
+    log.info("restore", "pid {}: restorer area {:#x}-{:#x} ({} KiB, args {} bytes)", pid, base,
+             base + args.area_size(), args.area_size() / 1024, args.bytes().size());
+    const uint64_t t_prepare_us = us_since(t_start);
+
+    // Phase 2: the process, with its pid.
+    ChildPlan plan;
+    plan.opts = &opts;
+    plan.p = &pr.p;
+    plan.args = &args;
+    plan.code = code;
+    plan.slot_fds = slots.all();
+    plan.files = &files;
+    plan.criu_pid = ::getpid();
+    const auto t_fork = Clock::now();
+    UniqueFd pidfd;
+    pid_t child = TRY(fork_with_pid(pid, pidfd, log));
+    if (child == 0)
+        run_restored_child(plan, log);
+    RestoredProcessGuard guard(pid, std::move(pidfd));
+    report_w.reset();
+    go_r.reset();
+    log.debug("restore", "pid {}: forked, waiting for the restorer", pid);
+
+    // Phase 3 runs in the process; it reports ready once every thread is prepared.
+    TRY(expect_report(report_r.get(), guard, args, pr.p, BLOB_STEP_READY, "while restoring"));
+    const uint64_t t_ready_us = us_since(t_fork);
+
+    // Phase 4: let the threads go and remove the blob area behind them.
+    if (::fcntl(report_r.get(), F_SETFL, O_NONBLOCK) < 0)
+        return fail_errno("fcntl on the report pipe");
+    bool done = false;
+    auto poll_reports = [&]() -> Status {
+        ReportRead rr = TRY(read_blob_report(report_r.get()));
+        if (rr.kind != ReportRead::Got)
+            return {};
+        if (rr.report.step == BLOB_STEP_DONE) {
+            done = true;
+            return {};
+        }
+        return std::unexpected(report_to_error(rr.report, args, pr.p));
+    };
+    std::vector<pid_t> tids(entry.threads().begin(), entry.threads().end());
+    std::map<pid_t, uint64_t> rips;
+    for (const auto& t : pr.p.core.threads())
+        rips[t.tid()] = (*decode_user_regs(t.gpregs()))[kRip];
+    bool area_removed = false;
+    auto catcher = SigreturnCatcher::seize(pid, tids, log);
+    if (catcher) {
+        uint64_t insn = base + BLOB_SYSCALL_INSN_OFFSET;
+        Status st = catcher->release(go_w.get(), base, base + args.area_size(), insn, rips, poll_reports);
+        if (!st) {
+            // A report from the blob says more than the ptrace side's view of the death.
+            auto more = poll_reports();
+            if (auto s = catcher->exit_status())
+                guard.mark_reaped(*s);
+            return std::unexpected(more ? st.error() : more.error());
+        }
+        area_removed = true;
+    } else {
+        log.warn("restore", "pid {}: cannot trace the restored threads ({}); the restorer area {:#x}-{:#x} "
+                            "stays mapped", pid, catcher.error().str(), base, base + args.area_size());
+        char go = 'G';
+        if (::write(go_w.get(), &go, 1) != 1)
+            return fail_errno("pid {}: writing go to the restorer", pid);
+    }
+    go_w.reset();
+    if (::fcntl(report_r.get(), F_SETFL, 0) < 0)
+        return fail_errno("fcntl on the report pipe");
+    while (!done) {
+        ReportRead rr = TRY(read_blob_report(report_r.get()));
+        if (rr.kind == ReportRead::Eof)
+            return std::unexpected(died_early(guard, pid, "at the end of the restore"));
+        if (rr.report.step != BLOB_STEP_DONE) {
+            guard.reap();
+            return std::unexpected(report_to_error(rr.report, args, pr.p));
+        }
+        done = true;
+    }
+    if (!opts.pidfile.empty())
+        TRY_VOID(write_pidfile(opts.pidfile, pid));
+    guard.disarm();
+
+    images::RestoreStats stats;
+    stats.set_total_time_us(us_since(t_start));
+    stats.set_forking_time_us(t_prepare_us);
+    stats.set_restore_time_us(t_ready_us);
+    stats.set_pages_restored(pr.pages.pages_from_images);
+    stats.set_tasks(1);
+    write_stats(dir, stats, log);
+    log.info("restore", "pid {} restored with {} threads in {} us (prepare {} us, restorer {} us){}", pid,
+             tids.size(), stats.total_time_us(), t_prepare_us, t_ready_us,
+             area_removed ? "" : "; restorer area left mapped");
+
+    if (opts.restore_detached)
+        return 0;  // criu exits; the process is reparented to the nearest subreaper or init
+    int st = 0;
+    while (::waitpid(pid, &st, 0) < 0) {
+        if (errno != EINTR)
+            return fail_errno("waiting for restored pid {}", pid);
+    }
+    if (WIFSIGNALED(st)) {
+        log.warn("restore", "restored pid {} {}", pid, describe_wait_status(st));
+        return 128 + WTERMSIG(st);
+    }
+    log.info("restore", "restored pid {} {}", pid, describe_wait_status(st));
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
+}  // namespace criu
