@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "criu/backtrace/elf_check.h"
 #include "images/image_io.h"
 #include "images/page_store.h"
 
@@ -23,6 +24,44 @@ bool is_file_backed(const images::Vma& v) {
         default:
             return false;
     }
+}
+
+// Opens the file behind `v` if it is one libunwind may read: a regular file (the path
+// comes from the images and could name a device or a FIFO) holding a well-formed ELF
+// object. Files that are not ELF at all (locale-archive) are skipped without a word.
+std::optional<UniqueFd> open_backing_file(const images::Vma& v, std::vector<std::string>& warnings) {
+    const std::string& path = v.path();
+    struct stat st;
+    // stat() before open(): opening a device can have effects of its own (a tape rewinds).
+    if (stat(path.c_str(), &st) != 0) {
+        warnings.push_back(fmt::format("{}: {}: left out", path, std::strerror(errno)));
+        return std::nullopt;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        warnings.push_back(fmt::format("{}: not a regular file now: left out", path));
+        return std::nullopt;
+    }
+    // O_NONBLOCK still: the path may have been replaced by a FIFO since the stat().
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+    struct stat now;
+    if (!fd || fstat(fd.get(), &now) != 0 || !S_ISREG(now.st_mode) || now.st_ino != st.st_ino) {
+        warnings.push_back(fmt::format("{}: could not be opened as the file just seen: left out", path));
+        return std::nullopt;
+    }
+    auto elf = check_elf_for_libunwind(fd.get(), path);
+    if (!elf) {
+        warnings.push_back(fmt::format("{}: left out", elf.error().str()));
+        return std::nullopt;
+    }
+    if (!*elf)
+        return std::nullopt;
+    // Only the inode is compared: the device number in /proc/PID/maps is the
+    // underlying one on overlayfs while stat() shows the overlay's.
+    if (v.ino() != 0 && st.st_ino != v.ino())
+        warnings.push_back(fmt::format("{}: inode {} now, {} at the dump: the file may have changed, "
+                                       "its symbols and unwind tables may not match",
+                                       path, st.st_ino, v.ino()));
+    return fd;
 }
 
 }  // namespace
@@ -87,27 +126,12 @@ void ProcessMemory::open_files(std::vector<std::string>& warnings) {
             cap_warned = true;
             continue;
         }
-        // O_NONBLOCK: the path comes from the images and could name a FIFO, whose open
-        // would otherwise wait for a writer.
-        int fd = ::open(v.path().c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-        if (fd < 0) {
-            warnings.push_back(fmt::format("{}: {}: left out", v.path(), std::strerror(errno)));
+        auto fd = open_backing_file(v, warnings);
+        if (!fd) {
             by_path[v.path()] = -1;
             continue;
         }
-        UniqueFd owned(fd);
-        struct stat st;
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-            warnings.push_back(fmt::format("{}: not a regular file now: left out", v.path()));
-            by_path[v.path()] = -1;
-            continue;
-        }
-        // Only the inode is compared: the device number in /proc/PID/maps is the
-        // underlying one on overlayfs while stat() shows the overlay's.
-        if (v.ino() != 0 && st.st_ino != v.ino())
-            warnings.push_back(fmt::format("{}: inode {} now, {} at the dump: the file may have changed, "
-                                           "its symbols and unwind tables may not match",
-                                           v.path(), st.st_ino, v.ino()));
+        UniqueFd owned = std::move(*fd);
         int id = static_cast<int>(files_.size());
         files_.push_back(BackingFile{v.path(), std::move(owned)});
         by_path[v.path()] = id;

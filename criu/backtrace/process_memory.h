@@ -31,9 +31,10 @@ public:
     const std::vector<images::Vma>& vmas() const { return vmas_; }
     std::optional<size_t> find_vma(uint64_t addr) const;
 
-    // Opens the file behind each file-backed VMA, once per path. A file that cannot be
-    // used is left out with a warning (frames in it then have no symbol); one whose
-    // inode differs from the images' is used, with a warning that it may have changed.
+    // Opens the file behind each file-backed VMA, once per path, if it is a well-formed
+    // ELF file (see elf_check.h). A file that cannot be used is left out with a warning
+    // (frames in it then have no symbol and may not unwind); one whose inode differs
+    // from the images' is used, with a warning that it may have changed.
     void open_files(std::vector<std::string>& warnings);
     // Descriptor of the file behind VMA `vma`, -1 if none was opened.
     int file_fd(size_t vma) const;
