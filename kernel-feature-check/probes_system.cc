@@ -117,13 +117,13 @@ ProbeResult probe_vdso() {
     auto vdso = std::find_if(layout->begin(), layout->end(), [](const VdsoArea& a) { return a.name == "[vdso]"; });
     // The kernel tells the process where its vDSO ELF image is; restore must put
     // the block back so that this address (and the vvar offsets) hold.
-    auto maps_start = read_text("/proc/self/maps");
     uint64_t ehdr = getauxval(AT_SYSINFO_EHDR);
-    uint64_t block_start = ehdr - vdso->offset;
     if (ehdr == 0 || memcmp(reinterpret_cast<const void*>(ehdr), ELFMAG, SELFMAG) != 0)
         return no("AT_SYSINFO_EHDR does not point at an ELF image");
-    std::string expect = fmt::format("{:x}-", block_start);
-    if (!maps_start || maps_start->find(expect) == std::string::npos)
+    // Where the block must start if the auxv address is the [vdso] VMA we parsed.
+    uint64_t block_start = ehdr - vdso->offset;
+    auto maps = read_text("/proc/self/maps");
+    if (!maps || maps->find(fmt::format("\n{:x}-", block_start)) == std::string::npos)
         return no("AT_SYSINFO_EHDR does not match the [vdso] VMA in /proc/self/maps");
     return yes(vdso_layout_text(*layout));
 }
