@@ -166,8 +166,8 @@ ProbeResult diag_result(const Expected<DiagOutcome>& r, std::string_view what) {
     if (!r)
         return no(r.error().str());
     if (!r->matched)
-        return no(fmt::format("{} sockets listed but not the probe's {}", r->messages, what));
-    return yes(fmt::format("{} sockets listed, the probe's {} among them", r->messages, what));
+        return no(fmt::format("{} socket(s) listed but not the probe's {}", r->messages, what));
+    return yes(fmt::format("{} socket(s) listed, the probe's {} among them", r->messages, what));
 }
 
 ProbeResult probe_diag_unix() {
