@@ -1,0 +1,113 @@
+#include "criu/core/pagemap_scan.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace criu {
+
+namespace {
+constexpr uint64_t kPage = 4096;
+constexpr size_t kRegionBatch = 4096;  // regions per ioctl call
+constexpr size_t kRawBatch = 8192;     // pagemap words per pread (32 MiB of address space)
+
+void append(std::vector<PmPageRegion>& out, uint64_t start, uint64_t end, uint64_t cats) {
+    if (!out.empty() && out.back().end == start && out.back().categories == cats)
+        out.back().end = end;
+    else
+        out.push_back({start, end, cats});
+}
+}  // namespace
+
+Expected<PagemapScanner> PagemapScanner::open(pid_t pid, bool use_ioctl) {
+    std::string path = fmt::format("/proc/{}/pagemap", pid);
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd)
+        return fail_errno("pid {}: cannot open {}", pid, path);
+    return PagemapScanner(pid, std::move(fd), use_ioctl);
+}
+
+Expected<std::vector<PmPageRegion>> PagemapScanner::scan(uint64_t start, uint64_t end, uint64_t anyof,
+                                                         uint64_t exclude, uint64_t report) {
+    if (!guard_known_) {
+        anyof &= ~kPageIsGuard;
+        report &= ~kPageIsGuard;
+    }
+    if (use_ioctl_) {
+        auto r = scan_ioctl(start, end, anyof, exclude, report);
+        if (r || r.error().err() != EINVAL || !(anyof & kPageIsGuard))
+            return r;
+        // Kernels before 6.15 reject the GUARD category; they cannot have guard regions either.
+        guard_known_ = false;
+        return scan_ioctl(start, end, anyof & ~kPageIsGuard, exclude, report & ~kPageIsGuard);
+    }
+    return scan_raw(start, end, anyof, exclude, report);
+}
+
+Expected<std::vector<PmPageRegion>> PagemapScanner::scan_ioctl(uint64_t start, uint64_t end, uint64_t anyof,
+                                                               uint64_t exclude, uint64_t report) {
+    std::vector<PmPageRegion> out;
+    std::vector<PmPageRegion> vec(kRegionBatch);
+    uint64_t cur = start;
+    while (cur < end) {
+        PmScanArg a{};
+        a.size = sizeof(a);
+        a.start = cur;
+        a.end = end;
+        a.vec = reinterpret_cast<uint64_t>(vec.data());
+        a.vec_len = vec.size();
+        // A page matches when (categories ^ inverted) & mask == mask, and it has one of anyof:
+        // with inverted == mask == exclude, "none of exclude".
+        a.category_inverted = exclude;
+        a.category_mask = exclude;
+        a.category_anyof_mask = anyof;
+        a.return_mask = report;
+        long n = ioctl(fd_.get(), kPagemapScanIoctl, &a);
+        if (n < 0)
+            return fail_errno("pid {}: PAGEMAP_SCAN {:#x}-{:#x}", pid_, cur, end);
+        for (long i = 0; i < n; ++i)
+            append(out, vec[i].start, vec[i].end, vec[i].categories);
+        if (a.walk_end <= cur)
+            return failf(EPROTO, "pid {}: PAGEMAP_SCAN made no progress at {:#x}", pid_, cur);
+        cur = a.walk_end;
+    }
+    return out;
+}
+
+Expected<std::vector<PmPageRegion>> PagemapScanner::scan_raw(uint64_t start, uint64_t end, uint64_t anyof,
+                                                             uint64_t exclude, uint64_t report) {
+    std::vector<PmPageRegion> out;
+    std::vector<uint64_t> words(kRawBatch);
+    for (uint64_t cur = start; cur < end;) {
+        size_t n = std::min<uint64_t>(kRawBatch, (end - cur) / kPage);
+        off_t off = static_cast<off_t>(cur / kPage * sizeof(uint64_t));
+        ssize_t got = pread(fd_.get(), words.data(), n * sizeof(uint64_t), off);
+        if (got < 0)
+            return fail_errno("pid {}: reading /proc/{}/pagemap at {:#x}", pid_, pid_, cur);
+        if (got == 0)
+            break;
+        size_t words_read = static_cast<size_t>(got) / sizeof(uint64_t);
+        for (size_t i = 0; i < words_read; ++i) {
+            uint64_t w = words[i];
+            uint64_t cats = 0;
+            if (w & kPmPresent)
+                cats |= kPageIsPresent;
+            // Bit 62 also marks guard markers (with bit 58); they are not swapped data.
+            if (w & kPmGuardRegion)
+                cats |= kPageIsGuard;
+            else if (w & kPmSwap)
+                cats |= kPageIsSwapped;
+            if (w & kPmFileOrSharedAnon)
+                cats |= kPageIsFile;
+            if ((cats & anyof) && !(cats & exclude)) {
+                uint64_t a = cur + i * kPage;
+                append(out, a, a + kPage, cats & report);
+            }
+        }
+        cur += words_read * kPage;
+    }
+    return out;
+}
+
+}  // namespace criu

@@ -1,0 +1,218 @@
+#include "criu/dump/dump.h"
+
+#include <fcntl.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "criu/core/proc_parse.h"
+#include "criu/core/remote_syscalls.h"
+#include "criu/dump/page_dumper.h"
+#include "criu/dump/process_state.h"
+#include "criu/dump/thread_state.h"
+#include "images/image_io.h"
+
+namespace criu {
+
+namespace {
+
+constexpr const char* kToolVersion = "0.1";
+constexpr size_t kXcr0Offset = 464;  // ptrace's XSAVE buffer keeps XCR0 in sw_reserved[0]
+
+Status dump_remote_state(DumpContext& ctx, SeizedProcess& sp, const ProcStat& stat, const ProcStatus& status,
+                         ProcessImages& out) {
+    const auto& threads = sp.threads();
+    RemoteSyscalls rs = TRY(RemoteSyscalls::open(sp.main_thread(), ctx.log));
+    TRY_VOID(ctx.checkpoint("remote"));
+    TRY_VOID_CTX(dump_thread_remote_state(rs, *out.core.mutable_threads(0)), "tid {}", sp.pid());
+    TRY_VOID(dump_process_state(sp, rs, stat, status, out.core, ctx.log));
+    TRY_VOID(dump_mm_fields(sp.pid(), rs, stat, out.mm));
+    if (threads.size() == 1)
+        TRY_VOID(ctx.checkpoint("sibling"));
+    for (size_t i = 1; i < threads.size(); ++i) {
+        RemoteSyscalls sib = TRY(RemoteSyscalls::open_sibling(*threads[i], rs, ctx.log));
+        if (i == 1)
+            TRY_VOID(ctx.checkpoint("sibling"));
+        TRY_VOID_CTX(dump_thread_remote_state(sib, *out.core.mutable_threads(static_cast<int>(i))), "tid {}",
+                     threads[i]->tid());
+        TRY_VOID(sib.close());
+    }
+    return rs.close();
+}
+
+images::Inventory make_inventory(const ProcessImages& root) {
+    images::Inventory inv;
+    inv.set_root_pid(root.core.pid());
+    inv.set_tool_version(kToolVersion);
+    utsname u{};
+    if (uname(&u) == 0)
+        inv.set_kernel_release(u.release);
+    inv.set_dump_time_unix_ns(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count()));
+    inv.set_pre_dump(false);
+    inv.set_page_size(static_cast<uint32_t>(sysconf(_SC_PAGESIZE)));
+    // The XSAVE layout the images carry is the one ptrace gave for these threads.
+    const std::string& xs = root.core.threads(0).xsave();
+    inv.set_xsave_size(xs.size());
+    if (xs.size() >= kXcr0Offset + 8) {
+        uint64_t xcr0 = 0;
+        std::memcpy(&xcr0, xs.data() + kXcr0Offset, sizeof(xcr0));
+        inv.set_xcr0(xcr0);
+    }
+    *inv.mutable_vdso() = vdso_layout(root.vmas);
+    return inv;
+}
+
+template <class Msg>
+Status write_one(const ImageDir& dir, ImageType type, int64_t id, const Msg& msg) {
+    ImageWriter w = TRY(dir.open_writer(type, id));
+    TRY_VOID(w.write(msg));
+    return w.close();
+}
+
+void write_stats(DumpContext& ctx) {
+    auto r = write_one(ctx.dir, ImageType::DumpStats, -1, ctx.stats);
+    if (!r)
+        ctx.log.warn("dump", "cannot write the dump stats: {}", r.error().str());
+    if (ctx.opts.stats_json.empty())
+        return;
+    std::string json;
+    google::protobuf::util::JsonPrintOptions jo;
+    jo.add_whitespace = true;
+    jo.always_print_primitive_fields = true;
+    jo.preserve_proto_field_names = true;
+    if (!google::protobuf::util::MessageToJsonString(ctx.stats, &json, jo).ok()) {
+        ctx.log.warn("dump", "cannot format the dump stats as JSON");
+        return;
+    }
+    std::ofstream f(ctx.opts.stats_json, std::ios::trunc);
+    f << json;
+    if (!f)
+        ctx.log.warn("dump", "cannot write {}: {}", ctx.opts.stats_json, std::strerror(errno));
+}
+
+}  // namespace
+
+Status preflight(pid_t pid, const Options& opts, Log& log) {
+    std::vector<std::string> problems;
+    auto note = [&](Status s) {
+        if (!s)
+            problems.push_back(s.error().str());
+    };
+    Status proc = preflight_process(pid);
+    if (!proc && proc.error().err() == ESRCH)
+        return proc;
+    note(std::move(proc));
+    note(preflight_fds(pid, opts, log));
+    auto vmas = collect_vmas(pid);
+    if (!vmas)
+        note(std::unexpected(std::move(vmas.error())));
+    if (problems.empty())
+        return {};
+    std::string msg = problems[0];
+    for (size_t i = 1; i < problems.size(); ++i)
+        msg += "; " + problems[i];
+    return failf(ENOTSUP, "pid {} cannot be dumped: {}", pid, msg);
+}
+
+Status dump_process(DumpContext& ctx, SeizedProcess& sp, FilesDumper& files, ProcessImages& out) {
+    pid_t pid = sp.pid();
+    TRY_VOID(ctx.checkpoint("threads"));
+    ProcStat stat = TRY(read_stat(pid));
+    ProcStatus status = TRY(read_status(pid));
+    out.pstree.set_pid(pid);
+    out.pstree.set_ppid(0);  // root of the dump
+    out.pstree.set_pgid(stat.pgrp);
+    out.pstree.set_sid(stat.session);
+    // Everything readable without running code comes first, while the registers are untouched.
+    for (const auto& t : sp.threads()) {
+        out.pstree.add_threads(t->tid());
+        TRY_VOID_CTX(dump_thread_ptrace_state(*t, *out.core.add_threads(), ctx.log), "tid {} of pid {}", t->tid(), pid);
+    }
+
+    TRY_VOID(dump_remote_state(ctx, sp, stat, status, out));
+
+    // The remote area is gone again, so the VMA list is the process's own.
+    TRY_VOID(ctx.checkpoint("mm"));
+    out.vmas = TRY(collect_vmas(pid));
+    for (const DumpVma& v : out.vmas)
+        *out.mm.add_vmas() = v.vma;
+    TRY_VOID(dump_pages(ctx, sp.main_thread(), out.vmas, out.mm));
+
+    TRY_VOID(ctx.checkpoint("fds"));
+    TRY_VOID(files.dump_process_fds(pid, ctx.opts, ctx.log, ctx.dir.fd()));
+    TRY_VOID(dump_fs_info(pid, out.fs));
+    return {};
+}
+
+Status write_process_images(DumpContext& ctx, const ProcessImages& img) {
+    pid_t pid = img.core.pid();
+    TRY_VOID(write_one(ctx.dir, ImageType::Core, pid, img.core));
+    TRY_VOID(write_one(ctx.dir, ImageType::Mm, pid, img.mm));
+    TRY_VOID(write_one(ctx.dir, ImageType::Fs, pid, img.fs));
+    return {};
+}
+
+Status run_dump(const Options& opts, Log& log) {
+    InterruptGuard interrupt_guard;
+    auto started = std::chrono::steady_clock::now();
+    pid_t pid = opts.pid;
+    if (pid <= 0)
+        return failf(EINVAL, "no process to dump (pid {})", pid);
+
+    Status pre = preflight(pid, opts, log);
+    if (opts.dry_run) {
+        if (pre)
+            log.info("dump", "dry run: pid {} can be dumped", pid);
+        return pre;
+    }
+    TRY_VOID(pre);
+
+    ImageDir dir = TRY(ImageDir::create(opts.images_dir));
+    // An inventory left by an earlier dump would make a half-written new set look valid.
+    if (unlinkat(dir.fd(), image_file_name(ImageType::Inventory).c_str(), 0) < 0 && errno != ENOENT)
+        return fail_errno("cannot remove the old inventory in {}", dir.path());
+    DumpContext ctx(opts, log, std::move(dir), kfc::KernelFeatures::detect());
+    ctx.started = started;
+    TRY_VOID(ctx.checkpoint("preflight"));
+
+    TRY_VOID(ctx.checkpoint("seize"));
+    auto t_seize = std::chrono::steady_clock::now();
+    std::unique_ptr<SeizedProcess> sp = TRY_CTX(SeizedProcess::seize(pid, log), "dumping pid {}", pid);
+    ctx.stats.set_freezing_time_us(micros_since(t_seize));
+    auto frozen_since = std::chrono::steady_clock::now();
+
+    ProcessImages img;
+    FilesDumper files;
+    TRY_VOID_CTX(dump_process(ctx, *sp, files, img), "dumping pid {}", pid);
+    TRY_VOID(ctx.checkpoint("images"));
+    TRY_VOID_CTX(files.finish(ctx.dir.fd()), "dumping pid {}", pid);
+    TRY_VOID_CTX(write_process_images(ctx, img), "dumping pid {}", pid);
+    TRY_VOID(write_one(ctx.dir, ImageType::Pstree, -1, img.pstree));
+    TRY_VOID(ctx.checkpoint("inventory"));
+    TRY_VOID(ctx.dir.write_inventory(make_inventory(img)));
+
+    // The image set is complete: from here the process is either gone or running again.
+    size_t nthreads = sp->threads().size();
+    if (opts.leave_running) {
+        TRY_VOID_CTX(sp->resume(), "resuming pid {} after the dump", pid);
+    } else {
+        TRY_VOID_CTX(sp->kill(), "killing pid {} after the dump", pid);
+    }
+    ctx.stats.set_frozen_time_us(micros_since(frozen_since));
+    ctx.stats.set_tasks(1);
+    ctx.stats.set_threads(static_cast<uint32_t>(nthreads));
+    ctx.stats.set_total_time_us(micros_since(started));
+    write_stats(ctx);
+    log.info("dump", "pid {} dumped ({} thread(s), {} pages written, frozen {:.1f} ms){}", pid, nthreads,
+             ctx.stats.pages_written(), ctx.stats.frozen_time_us() / 1000.0,
+             opts.leave_running ? ", left running" : ", killed");
+    return {};
+}
+
+}  // namespace criu

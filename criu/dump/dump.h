@@ -1,0 +1,63 @@
+// The dumper's entry point. One process with any number of threads (trees come later: the
+// per-process part, dump_process(), is what a tree dump repeats for each member).
+//
+// Images written (all into opts.images_dir, inventory.img last so that a dump that failed half
+// way never looks like a valid image set):
+//   core-<pid>.img    TaskCore: threads[0] is the main thread, same order as pstree threads;
+//                     gpregs = raw user_regs_struct after the syscall-restart fix-up, xsave = raw
+//                     NT_X86_XSTATE buffer
+//   mm-<pid>.img      MmInfo: every VMA (PROT_*, MAP_*, absolute paths), [vsyscall] recorded
+//                     but never to be restored, vDSO/vvar with their addresses
+//   pagemap-<pid>.img / pages-<pid>.img: private anon pages, COWed private file pages and
+//                     shared anon pages, in address order; an anon page absent from the pagemap
+//                     is zero, a file page absent comes from the file
+//   fs-<pid>.img      FsInfo (cwd, root)
+//   fdinfo-<pid>.img, files.img, pipes-data.img: written by criu/files (FilesDumper)
+//   pstree.img, stats-dump.img, inventory.img
+#pragma once
+
+#include <sys/types.h>
+
+#include <vector>
+
+#include "criu/core/error.h"
+#include "criu/core/log.h"
+#include "criu/core/options.h"
+#include "criu/core/seized_process.h"
+#include "criu/dump/dump_context.h"
+#include "criu/dump/vma_list.h"
+#include "criu/files/fd_kinds.h"
+#include "criu/dump/core_image.h"
+#include "proto/files.pb.h"
+#include "proto/mm.pb.h"
+#include "proto/pstree.pb.h"
+
+namespace criu {
+
+// `criu dump -t PID`: pre-flight (nothing frozen), seize every thread, collect, write images,
+// then kill the process (default) or resume it exactly as it was (--leave-running). With
+// --dry-run only the pre-flight runs and nothing is written. On any error, SIGINT or SIGTERM
+// the process is resumed as it was, nothing is left in it, and no inventory.img exists.
+Status run_dump(const Options& opts, Log& log);
+
+// Everything learned about one process, before it is written.
+struct ProcessImages {
+    images::TaskCore core;
+    images::MmInfo mm;
+    images::FsInfo fs;
+    images::PstreeEntry pstree;
+    std::vector<DumpVma> vmas;
+};
+
+// Dumps one seized process: thread and process state, memory map and pages, fds. Writes
+// pages-/pagemap-/fdinfo- images as it goes; the rest is left in `out` for write_process_images.
+Status dump_process(DumpContext& ctx, SeizedProcess& sp, FilesDumper& files, ProcessImages& out);
+
+// Writes core-, mm- and fs-<pid>.img.
+Status write_process_images(DumpContext& ctx, const ProcessImages& img);
+
+// Every blocker of dumping `pid` found without stopping it (process state, fds, memory map),
+// as one error listing them all.
+Status preflight(pid_t pid, const Options& opts, Log& log);
+
+}  // namespace criu

@@ -1,0 +1,326 @@
+#include "criu/dump/page_dumper.h"
+
+#include <sys/uio.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "criu/core/pagemap_scan.h"
+#include "images/page_writer.h"
+
+namespace criu {
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr size_t kBatchBytes = 4u << 20;
+constexpr size_t kBatchPages = kBatchBytes / kPage;
+// One buffer being read, up to three queued or being written: enough to keep both sides busy.
+constexpr int kBuffers = 4;
+constexpr size_t kMaxIov = 1024;  // IOV_MAX: process_vm_readv refuses more
+
+alignas(64) const uint8_t kZeroPage[kPage] = {};
+
+// A run of pages to read.
+struct Run {
+    uint64_t start;
+    uint64_t end;
+    bool force;       // not readable by the target (PROT_NONE): read through /proc/PID/mem
+    bool zero_holes;  // all-zero pages may be left out
+};
+
+// Pages of a buffer that go to the writer as one add_pages call.
+struct Segment {
+    uint64_t vaddr;
+    uint32_t nr_pages;
+    uint32_t buf_page;
+};
+
+struct Batch {
+    uint8_t* buf = nullptr;
+    std::vector<Segment> segs;
+};
+
+// A bounded hand-over between the reading thread and the writer thread.
+class BatchQueue {
+public:
+    void push(Batch* b) {
+        std::lock_guard l(m_);
+        q_.push_back(b);
+        cv_.notify_all();
+    }
+    // nullptr once closed and drained.
+    Batch* pop() {
+        std::unique_lock l(m_);
+        cv_.wait(l, [&] { return !q_.empty() || closed_; });
+        if (q_.empty())
+            return nullptr;
+        Batch* b = q_.front();
+        q_.pop_front();
+        return b;
+    }
+    void close() {
+        std::lock_guard l(m_);
+        closed_ = true;
+        cv_.notify_all();
+    }
+
+private:
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::deque<Batch*> q_;
+    bool closed_ = false;
+};
+
+// The writer thread and its buffers. The destructor always stops and joins the thread, so an
+// error anywhere in the reader leaves no thread behind.
+class WriterPipeline {
+public:
+    explicit WriterPipeline(PageWriter& pw) : pw_(pw) {
+        for (auto& b : batches_) {
+            b.buf = static_cast<uint8_t*>(std::aligned_alloc(kPage, kBatchBytes));
+            free_.push(&b);
+        }
+        thread_ = std::thread([this] { run(); });
+    }
+    ~WriterPipeline() {
+        stop();
+        for (auto& b : batches_)
+            std::free(b.buf);
+    }
+
+    Batch* take_free() { return free_.pop(); }
+    void submit(Batch* b) { full_.push(b); }
+    // Stops after the queued batches; returns the writer's first error.
+    Status stop() {
+        if (thread_.joinable()) {
+            full_.close();
+            thread_.join();
+        }
+        std::lock_guard l(err_m_);
+        if (err_)
+            return std::unexpected(*err_);
+        return {};
+    }
+    bool failed() {
+        std::lock_guard l(err_m_);
+        return err_.has_value();
+    }
+    uint64_t write_us() const { return write_us_; }
+
+private:
+    void run() {
+        while (Batch* b = full_.pop()) {
+            if (!failed()) {
+                auto t0 = std::chrono::steady_clock::now();
+                for (const Segment& s : b->segs) {
+                    Status st = pw_.add_pages(s.vaddr, b->buf + size_t(s.buf_page) * kPage, s.nr_pages);
+                    if (!st) {
+                        std::lock_guard l(err_m_);
+                        err_ = std::move(st.error());
+                        break;
+                    }
+                }
+                write_us_ += micros_since(t0);
+            }
+            b->segs.clear();
+            free_.push(b);
+        }
+    }
+
+    PageWriter& pw_;
+    Batch batches_[kBuffers];
+    BatchQueue free_;
+    BatchQueue full_;
+    std::thread thread_;
+    std::mutex err_m_;
+    std::optional<Error> err_;
+    uint64_t write_us_ = 0;  // written by the thread, read after join
+};
+
+// What to read next into the current buffer.
+struct Pending {
+    uint64_t vaddr;
+    size_t pages;
+    size_t buf_page;
+    bool force;
+    bool zero_holes;
+};
+
+Status read_pending(Task& task, uint8_t* buf, const std::vector<Pending>& pend) {
+    std::vector<iovec> remote;
+    remote.reserve(pend.size());
+    size_t i = 0;
+    while (i < pend.size()) {
+        if (pend[i].force) {
+            TRY_VOID(task.read_mem_force(remote_ptr<void>(pend[i].vaddr), buf + pend[i].buf_page * kPage,
+                                         pend[i].pages * kPage));
+            ++i;
+            continue;
+        }
+        // A stretch of readable runs: they sit back to back in the buffer, so one local iovec.
+        size_t j = i;
+        size_t bytes = 0;
+        remote.clear();
+        while (j < pend.size() && !pend[j].force && remote.size() < kMaxIov) {
+            remote.push_back({reinterpret_cast<void*>(pend[j].vaddr), pend[j].pages * kPage});
+            bytes += pend[j].pages * kPage;
+            ++j;
+        }
+        iovec local{buf + pend[i].buf_page * kPage, bytes};
+        ssize_t got = process_vm_readv(task.pid(), &local, 1, remote.data(), remote.size(), 0);
+        if (got < 0)
+            got = 0;  // retried piecewise below, which names the failing range
+        if (static_cast<size_t>(got) < bytes) {
+            // The transfer stops at the first range it cannot read; /proc/PID/mem reads
+            // through protections, so retry the rest that way.
+            size_t done = 0;
+            for (size_t k = i; k < j; ++k) {
+                size_t len = pend[k].pages * kPage;
+                if (done + len > static_cast<size_t>(got))
+                    TRY_VOID(task.read_mem_force(remote_ptr<void>(pend[k].vaddr), buf + pend[k].buf_page * kPage,
+                                                 len));
+                done += len;
+            }
+        }
+        i = j;
+    }
+    return {};
+}
+
+// Splits what was read into segments of non-zero pages (zero ones are dropped where allowed).
+void segment(Batch& b, const std::vector<Pending>& pend, images::DumpStats& stats) {
+    for (const Pending& p : pend) {
+        for (size_t i = 0; i < p.pages; ++i) {
+            size_t bp = p.buf_page + i;
+            uint64_t va = p.vaddr + i * kPage;
+            if (p.zero_holes && std::memcmp(b.buf + bp * kPage, kZeroPage, kPage) == 0) {
+                stats.set_pages_skipped_zero(stats.pages_skipped_zero() + 1);
+                continue;
+            }
+            if (!b.segs.empty()) {
+                Segment& last = b.segs.back();
+                if (last.vaddr + uint64_t(last.nr_pages) * kPage == va && last.buf_page + last.nr_pages == bp) {
+                    ++last.nr_pages;
+                    continue;
+                }
+            }
+            b.segs.push_back({va, 1, static_cast<uint32_t>(bp)});
+        }
+    }
+}
+
+Expected<std::vector<Run>> find_runs(DumpContext& ctx, pid_t pid, const std::vector<DumpVma>& vmas,
+                                     images::MmInfo& mm) {
+    bool use_scan = ctx.features.has("pagemap_scan");
+    PagemapScanner scanner = TRY(PagemapScanner::open(pid, use_scan));
+    std::vector<Run> runs;
+    for (const DumpVma& v : vmas) {
+        if (v.pages == PagePolicy::None)
+            continue;
+        // KERNEL-NOTES section 3: present or swapped, never the zero page, and for private
+        // mappings not page cache (what is left is anon or COWed). Shared memory pages are page
+        // cache of their shmem object, so FILE stays allowed there.
+        uint64_t exclude = kPageIsPfnZero;
+        if (v.pages == PagePolicy::Private)
+            exclude |= kPageIsFile;
+        auto regions = TRY_CTX(scanner.scan(v.vma.start(), v.vma.end(), kPageIsPresent | kPageIsSwapped | kPageIsGuard,
+                                            exclude, kPageIsGuard),
+                               "finding the pages of pid {}", pid);
+        for (const auto& r : regions) {
+            if (r.categories & kPageIsGuard) {
+                // MADV_GUARD_INSTALL ranges do not show in maps; the restorer re-installs them.
+                auto* g = mm.add_guards();
+                g->set_start(r.start);
+                g->set_end(r.end);
+                continue;
+            }
+            runs.push_back({r.start, r.end, !v.maps.read, v.zero_pages_are_holes});
+        }
+    }
+    ctx.log.debug("dump", "pid {}: {} page runs ({})", pid, runs.size(),
+                  scanner.using_ioctl() ? "PAGEMAP_SCAN" : "/proc/PID/pagemap");
+    return runs;
+}
+
+}  // namespace
+
+Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas, images::MmInfo& mm) {
+    auto t0 = std::chrono::steady_clock::now();
+    pid_t pid = task.pid();
+    std::vector<Run> runs = TRY(find_runs(ctx, pid, vmas, mm));
+    uint64_t scanned = 0;
+    for (const Run& r : runs)
+        scanned += (r.end - r.start) / kPage;
+    ctx.stats.set_pages_scanned(ctx.stats.pages_scanned() + scanned);
+
+    PageWriterOptions wo;
+    wo.codec = ctx.opts.compress ? images::CODEC_ZSTD : images::CODEC_RAW;
+    PageWriter pw = TRY_CTX(PageWriter::create(ctx.dir, pid, wo), "pages of pid {}", pid);
+    uint64_t write_us = 0;
+    {
+        WriterPipeline pipe(pw);
+        Batch* cur = pipe.take_free();
+        size_t used = 0;
+        std::vector<Pending> pend;
+        bool submitted_once = false;
+        auto flush = [&]() -> Status {
+            TRY_VOID_CTX(read_pending(task, cur->buf, pend), "reading the memory of pid {}", pid);
+            segment(*cur, pend, ctx.stats);
+            pipe.submit(cur);
+            pend.clear();
+            used = 0;
+            if (!submitted_once) {
+                submitted_once = true;
+                // The fault-injection point sits here so that a failure finds the writer busy.
+                TRY_VOID(ctx.checkpoint("pages"));
+            } else if (int sig = InterruptGuard::pending()) {
+                return failf(EINTR, "dump interrupted by signal {} while reading memory", sig);
+            }
+            cur = pipe.take_free();
+            if (pipe.failed())
+                return pipe.stop();
+            return {};
+        };
+        for (const Run& r : runs) {
+            for (uint64_t a = r.start; a < r.end;) {
+                size_t take = std::min<uint64_t>(kBatchPages - used, (r.end - a) / kPage);
+                pend.push_back({a, take, used, r.force, r.zero_holes});
+                used += take;
+                a += take * kPage;
+                if (used == kBatchPages || pend.size() == kMaxIov)
+                    TRY_VOID(flush());
+            }
+        }
+        if (!pend.empty())
+            TRY_VOID(flush());
+        else if (!submitted_once)
+            TRY_VOID(ctx.checkpoint("pages"));
+        if (cur)
+            cur->segs.clear();
+        TRY_VOID(pipe.stop());
+        write_us = pipe.write_us();
+    }
+    auto tf = std::chrono::steady_clock::now();
+    TRY_VOID_CTX(pw.finish(), "pages of pid {}", pid);
+    write_us += micros_since(tf);
+
+    const PageWriterStats& ps = pw.stats();
+    ctx.stats.set_pages_written(ctx.stats.pages_written() + ps.pages_present);
+    ctx.stats.set_bytes_written(ctx.stats.bytes_written() + ps.bytes_stored);
+    ctx.stats.set_bytes_before_compression(ctx.stats.bytes_before_compression() + ps.bytes_in);
+    ctx.stats.set_memdump_time_us(ctx.stats.memdump_time_us() + micros_since(t0));
+    ctx.stats.set_memwrite_time_us(ctx.stats.memwrite_time_us() + write_us);
+    ctx.log.info("dump", "pid {}: {} pages scanned, {} written, {} zero skipped, {} bytes stored ({})", pid, scanned,
+                 ps.pages_present, ctx.stats.pages_skipped_zero(), ps.bytes_stored,
+                 ctx.opts.compress ? "zstd" : "raw");
+    return {};
+}
+
+}  // namespace criu

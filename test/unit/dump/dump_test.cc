@@ -1,0 +1,339 @@
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#undef sigmask
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "criu/core/proc_parse.h"
+#include "criu/dump/dump.h"
+#include "images/image_dir.h"
+#include "images/page_reader.h"
+#include "proto/pstree.pb.h"
+#include "proto/stats.pb.h"
+
+using namespace criu;
+
+namespace {
+
+constexpr size_t kPage = 4096;
+constexpr size_t kBufPages = 256;  // 1 MiB: pages 0..191 patterned, 192..255 zero (written)
+constexpr size_t kPatternedPages = 192;
+constexpr int kWorkers = 3;
+
+// Shared between the test and its multithreaded child (MAP_SHARED).
+struct Shared {
+    std::atomic<uint64_t> progress[kWorkers + 1];
+    std::atomic<int> failed;
+    std::atomic<int> ready;
+    uint64_t buf;  // address of the child's patterned buffer
+};
+
+uint8_t pattern_byte(size_t page, size_t off) { return static_cast<uint8_t>(page * 31 + off * 7 + 1); }
+
+bool check_buffer(const uint8_t* b) {
+    for (size_t p = 0; p < kBufPages; ++p)
+        for (size_t o = 0; o < kPage; o += 512)
+            if (b[p * kPage + o] != (p < kPatternedPages ? pattern_byte(p, o) : 0))
+                return false;
+    return true;
+}
+
+// The child: three workers spin checking the buffer, the main thread checks it between
+// sleeps (so it is usually stopped inside clock_nanosleep: a restartable syscall).
+[[noreturn]] void child_main(Shared* sh) {
+    auto* b = static_cast<uint8_t*>(
+        mmap(nullptr, kBufPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    for (size_t p = 0; p < kBufPages; ++p)
+        for (size_t o = 0; o < kPage; ++o)
+            b[p * kPage + o] = p < kPatternedPages ? pattern_byte(p, o) : 0;
+    sh->buf = reinterpret_cast<uint64_t>(b);
+    // A heap allocation, so that [heap] exists.
+    volatile char* heap = static_cast<char*>(malloc(4096));
+    heap[0] = 1;
+    for (int i = 0; i < kWorkers; ++i) {
+        std::thread([sh, b, i] {
+            for (;;) {
+                if (!check_buffer(b))
+                    sh->failed = 1;
+                sh->progress[i + 1]++;
+            }
+        }).detach();
+    }
+    sh->ready = 1;
+    for (;;) {
+        timespec ts{0, 2 * 1000 * 1000};
+        if (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, nullptr) != 0 && errno != EINTR)
+            sh->failed = 2;
+        if (!check_buffer(b))
+            sh->failed = 3;
+        sh->progress[0]++;
+    }
+}
+
+struct Child {
+    Shared* sh;
+    pid_t pid;
+};
+
+Child spawn_child() {
+    auto* sh = static_cast<Shared*>(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    new (sh) Shared{};
+    pid_t pid = fork();
+    if (pid == 0)
+        child_main(sh);
+    while (sh->ready.load() == 0)
+        usleep(1000);
+    usleep(20000);
+    return {sh, pid};
+}
+
+// Every thread makes progress and the child found nothing wrong.
+bool child_healthy(const Child& c) {
+    uint64_t start[kWorkers + 1];
+    for (int i = 0; i <= kWorkers; ++i)
+        start[i] = c.sh->progress[i];
+    for (int round = 0; round < 400; ++round) {
+        int st;
+        if (waitpid(c.pid, &st, WNOHANG) == c.pid)
+            return false;
+        bool all = true;
+        for (int i = 0; i <= kWorkers; ++i)
+            all &= c.sh->progress[i] > start[i] + 2;
+        if (all)
+            return c.sh->failed == 0;
+        usleep(5000);
+    }
+    return false;
+}
+
+void kill_child(const Child& c) {
+    kill(c.pid, SIGKILL);
+    int st;
+    waitpid(c.pid, &st, 0);
+}
+
+std::vector<std::string> maps_lines(pid_t pid) {
+    std::vector<std::string> out;
+    auto m = read_maps(pid);
+    REQUIRE(m);
+    for (auto& e : *m)
+        out.push_back(fmt::format("{:x}-{:x} {}{}{}{} {:x} {}", e.start, e.end, e.read ? 'r' : '-',
+                                  e.write ? 'w' : '-', e.exec ? 'x' : '-', e.shared ? 's' : 'p', e.pgoff, e.path));
+    return out;
+}
+
+struct TempDir {
+    std::string path;
+    TempDir() {
+        char tmpl[] = "/tmp/criu-dump-test-XXXXXX";
+        path = mkdtemp(tmpl);
+    }
+    ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+Options dump_options(pid_t pid, const std::string& dir, bool leave_running) {
+    Options o;
+    o.pid = pid;
+    o.images_dir = dir;
+    o.work_dir = dir;
+    o.leave_running = leave_running;
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("dump a multithreaded process with --leave-running and read the images back") {
+    Log log(0);
+    Child c = spawn_child();
+    auto before = maps_lines(c.pid);
+    TempDir dir;
+    auto r = run_dump(dump_options(c.pid, dir.path, true), log);
+    INFO((r ? std::string("ok") : r.error().str()));
+    REQUIRE(r);
+    CHECK(child_healthy(c));
+    CHECK(maps_lines(c.pid) == before);
+    auto st = read_status(c.pid);
+    REQUIRE(st);
+    CHECK(st->tracer_pid == 0);
+
+    auto d = ImageDir::open(dir.path);
+    REQUIRE(d);
+    auto inv = d->read_inventory();
+    REQUIRE(inv);
+    CHECK(inv->root_pid() == c.pid);
+    CHECK(inv->page_size() == 4096);
+    CHECK(inv->xsave_size() >= 576);
+    CHECK(inv->vdso().parts_size() >= 2);
+
+    auto ps = d->open_reader(ImageType::Pstree);
+    REQUIRE(ps);
+    auto entry = ps->read_one<images::PstreeEntry>();
+    REQUIRE(entry);
+    REQUIRE(entry->threads_size() == kWorkers + 1);
+    CHECK(entry->threads(0) == c.pid);
+
+    auto cr = d->open_reader(ImageType::Core, c.pid);
+    REQUIRE(cr);
+    auto core = cr->read_one<images::TaskCore>();
+    REQUIRE(core);
+    REQUIRE(core->threads_size() == kWorkers + 1);
+    for (int i = 0; i < core->threads_size(); ++i) {
+        CHECK(core->threads(i).tid() == entry->threads(i));
+        CHECK(core->threads(i).gpregs().size() == sizeof(user_regs_struct));
+        CHECK(core->threads(i).xsave().size() == inv->xsave_size());
+        CHECK(core->threads(i).clear_child_tid() != 0);  // glibc sets it for every thread
+        CHECK(core->threads(i).rseq().len() >= 20);
+    }
+    CHECK(core->sigactions_size() == 62);
+    CHECK(core->rlimits_size() == RLIM_NLIMITS);
+    // The main thread sleeps in clock_nanosleep most of the time: then the image shows the
+    // syscall-restart fix-up (-516 -> -EINTR) with the raw values kept apart.
+    const auto& t0 = core->threads(0);
+    user_regs_struct regs0;
+    std::memcpy(&regs0, t0.gpregs().data(), sizeof(regs0));
+    if (t0.orig_rax() == SYS_clock_nanosleep && t0.raw_rax() == -516)
+        CHECK(static_cast<int64_t>(regs0.rax) == -EINTR);
+    CHECK(static_cast<int64_t>(regs0.orig_rax) == -1);
+
+    auto mr = d->open_reader(ImageType::Mm, c.pid);
+    REQUIRE(mr);
+    auto mm = mr->read_one<images::MmInfo>();
+    REQUIRE(mm);
+    bool heap = false, stack = false, vdso = false;
+    for (const auto& v : mm->vmas()) {
+        heap |= v.kind() == images::VMA_HEAP;
+        stack |= v.kind() == images::VMA_STACK;
+        vdso |= v.kind() == images::VMA_VDSO;
+    }
+    CHECK(heap);
+    CHECK(stack);
+    CHECK(vdso);
+    CHECK(mm->brk() >= mm->start_brk());
+    CHECK(!mm->exe_path().empty());
+    CHECK(mm->auxv_size() >= 2);
+
+    auto pr = PageReader::open(*d, c.pid, false);
+    REQUIRE(pr);
+    std::vector<uint8_t> got(kPatternedPages * kPage);
+    REQUIRE(pr->read_range(c.sh->buf, kPatternedPages, got.data()));
+    bool same = true;
+    for (size_t p = 0; p < kPatternedPages; ++p)
+        for (size_t o = 0; o < kPage; ++o)
+            same &= got[p * kPage + o] == pattern_byte(p, o);
+    CHECK(same);
+    // The written-but-zero tail of the buffer is left out (absent anon pages are zero).
+    std::vector<uint8_t> zero(kPage);
+    CHECK_FALSE(pr->read_range(c.sh->buf + kPatternedPages * kPage, 1, zero.data()));
+
+    auto sr = d->open_reader(ImageType::DumpStats);
+    REQUIRE(sr);
+    auto stats = sr->read_one<images::DumpStats>();
+    REQUIRE(stats);
+    CHECK(stats->threads() == kWorkers + 1);
+    CHECK(stats->pages_written() >= kPatternedPages);
+    CHECK(stats->pages_skipped_zero() >= kBufPages - kPatternedPages);
+    CHECK(stats->frozen_time_us() > 0);
+
+    // A second dump of the same process works too, compressed this time.
+    TempDir dir2;
+    Options o2 = dump_options(c.pid, dir2.path, true);
+    o2.compress = true;
+    auto r2 = run_dump(o2, log);
+    INFO((r2 ? std::string("ok") : r2.error().str()));
+    REQUIRE(r2);
+    auto d2 = ImageDir::open(dir2.path);
+    REQUIRE(d2);
+    auto pr2 = PageReader::open(*d2, c.pid, false);
+    REQUIRE(pr2);
+    std::vector<uint8_t> got2(kPatternedPages * kPage);
+    REQUIRE(pr2->read_range(c.sh->buf, kPatternedPages, got2.data()));
+    CHECK(got2 == got);
+    CHECK(child_healthy(c));
+    CHECK(maps_lines(c.pid) == before);
+    kill_child(c);
+}
+
+TEST_CASE("without --leave-running the dumped process is killed") {
+    Log log(0);
+    Child c = spawn_child();
+    TempDir dir;
+    auto r = run_dump(dump_options(c.pid, dir.path, false), log);
+    INFO((r ? std::string("ok") : r.error().str()));
+    REQUIRE(r);
+    int st = 0;
+    REQUIRE(waitpid(c.pid, &st, 0) == c.pid);
+    CHECK(WIFSIGNALED(st));
+    CHECK(WTERMSIG(st) == SIGKILL);
+    CHECK(std::filesystem::exists(dir.path + "/inventory.img"));
+}
+
+TEST_CASE("a fault in any phase leaves the process running intact and no inventory") {
+    Log log(0);
+    Child c = spawn_child();
+    auto before = maps_lines(c.pid);
+    for (const char* phase : kDumpPhases) {
+        INFO("phase " << phase);
+        TempDir dir;
+        setenv("CRIU_FAULT_INJECT", phase, 1);
+        auto r = run_dump(dump_options(c.pid, dir.path, false), log);
+        unsetenv("CRIU_FAULT_INJECT");
+        REQUIRE_FALSE(r);
+        CHECK(r.error().str().find(fmt::format("phase '{}'", phase)) != std::string::npos);
+        CHECK_FALSE(std::filesystem::exists(dir.path + "/inventory.img"));
+        CHECK(child_healthy(c));
+        CHECK(maps_lines(c.pid) == before);
+        auto st = read_status(c.pid);
+        REQUIRE(st);
+        CHECK(st->tracer_pid == 0);
+    }
+    // And after all that, a real dump still works.
+    TempDir dir;
+    REQUIRE(run_dump(dump_options(c.pid, dir.path, true), log));
+    CHECK(child_healthy(c));
+    kill_child(c);
+}
+
+TEST_CASE("SIGINT during a dump makes the next phase fail and roll back") {
+    Log log(0);
+    InterruptGuard guard;
+    Options o;
+    REQUIRE(raise(SIGINT) == 0);  // the guard's handler only raises the flag
+    CHECK(InterruptGuard::pending() == SIGINT);
+    TempDir dir;
+    auto id = ImageDir::create(dir.path);
+    REQUIRE(id);
+    DumpContext ctx(o, log, std::move(*id), kfc::KernelFeatures::run_all());
+    auto r = ctx.checkpoint("mm");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().err() == EINTR);
+    CHECK(r.error().str().find("signal 2") != std::string::npos);
+    InterruptGuard::reset();
+}
+
+TEST_CASE("dry run reports blockers without stopping the process") {
+    Log log(0);
+    Child c = spawn_child();
+    TempDir dir;
+    Options o = dump_options(c.pid, dir.path + "/never-created", false);
+    o.dry_run = true;
+    REQUIRE(run_dump(o, log));
+    CHECK_FALSE(std::filesystem::exists(dir.path + "/never-created"));
+    CHECK(child_healthy(c));
+    kill_child(c);
+
+    Options gone = dump_options(c.pid, dir.path, false);
+    gone.dry_run = true;
+    auto r = run_dump(gone, log);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().err() == ESRCH);
+}
