@@ -2,13 +2,17 @@
 
 #include <signal.h>
 #undef sigmask
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -336,4 +340,45 @@ TEST_CASE("dry run reports blockers without stopping the process") {
     auto r = run_dump(gone, log);
     REQUIRE_FALSE(r);
     CHECK(r.error().err() == ESRCH);
+}
+
+TEST_CASE("a process with a seccomp filter that forbids an injected syscall survives its dump") {
+    Log log(0);
+    auto* ready = static_cast<std::atomic<int>*>(
+        mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    pid_t pid = fork();
+    if (pid == 0) {
+        // Kill the process on getitimer(), which the dumper runs inside it: only
+        // PTRACE_O_SUSPEND_SECCOMP lets the dump through.
+        sock_filter prog[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getitimer, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        sock_fprog fp{static_cast<unsigned short>(sizeof(prog) / sizeof(prog[0])), prog};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fp) != 0)
+            _exit(1);
+        ready->store(1);
+        for (;;)
+            pause();
+    }
+    while (ready->load() == 0)
+        usleep(1000);
+    TempDir dir;
+    auto r = run_dump(dump_options(pid, dir.path, true), log);
+    INFO((r ? std::string("ok") : r.error().str()));
+    REQUIRE(r);
+    auto d = ImageDir::open(dir.path);
+    REQUIRE(d);
+    auto core = d->open_reader(ImageType::Core, pid)->read_one<images::TaskCore>();
+    REQUIRE(core);
+    CHECK(core->no_new_privs());
+    REQUIRE(core->seccomp_size() == 1);
+    CHECK(core->seccomp(0).bpf().size() == 4 * sizeof(sock_filter));
+    usleep(50000);
+    int st;
+    CHECK(waitpid(pid, &st, WNOHANG) == 0);
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
 }

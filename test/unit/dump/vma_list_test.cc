@@ -1,0 +1,111 @@
+#include <catch2/catch.hpp>
+
+#include <sys/mman.h>
+#include <sys/sysmacros.h>
+
+#include "criu/dump/vma_list.h"
+
+using namespace criu;
+
+namespace {
+DumpVma classify(const char* line, std::vector<std::string> flags = {}) {
+    auto m = parse_maps_line(line);
+    REQUIRE(m);
+    m->vm_flags = std::move(flags);
+    auto v = classify_vma(42, *m);
+    REQUIRE(v);
+    return *v;
+}
+}  // namespace
+
+TEST_CASE("VMA kinds, protections, flags and page policies") {
+    auto heap = classify("5600-5700 rw-p 00000000 00:00 0 [heap]", {"rd", "wr", "mr", "mw", "me", "ac"});
+    CHECK(heap.vma.kind() == images::VMA_HEAP);
+    CHECK(heap.vma.prot() == (PROT_READ | PROT_WRITE));
+    CHECK(heap.vma.flags() == (MAP_PRIVATE | MAP_ANONYMOUS));
+    CHECK(heap.pages == PagePolicy::Private);
+    CHECK(heap.zero_pages_are_holes);
+
+    auto stack = classify("7ffd0000-7ffe0000 rw-p 00000000 00:00 0 [stack]", {"rd", "wr", "gd"});
+    CHECK(stack.vma.kind() == images::VMA_STACK);
+    CHECK(stack.vma.flags() == (MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN));
+
+    auto lib = classify("7f00-8f00 r-xp 00002000 fe:00 1234 /usr/lib/libx so.6", {"rd", "ex", "mr", "mw", "me"});
+    CHECK(lib.vma.kind() == images::VMA_FILE_PRIVATE);
+    CHECK(lib.vma.path() == "/usr/lib/libx so.6");
+    CHECK(lib.vma.pgoff() == 0x2000);
+    CHECK(lib.vma.dev() == makedev(0xfe, 0));
+    CHECK(lib.vma.ino() == 1234);
+    CHECK(lib.pages == PagePolicy::Private);
+    CHECK_FALSE(lib.zero_pages_are_holes);
+
+    auto shm = classify("7f00-8f00 rw-s 00000000 00:01 2050 /dev/zero (deleted)", {"rd", "wr", "sh"});
+    CHECK(shm.vma.kind() == images::VMA_ANON_SHARED);
+    CHECK(shm.vma.flags() == (MAP_SHARED | MAP_ANONYMOUS));
+    CHECK(shm.vma.shmid() == 2050);
+    CHECK(shm.vma.path().empty());
+    CHECK(shm.pages == PagePolicy::Shared);
+
+    auto shfile = classify("7f00-8f00 rw-s 00000000 08:01 77 /data/file", {"rd", "wr", "sh"});
+    CHECK(shfile.vma.kind() == images::VMA_FILE_SHARED);
+    CHECK(shfile.pages == PagePolicy::None);
+
+    auto gone = classify("7f00-8f00 r--p 00000000 08:01 77 /data/old (deleted)");
+    CHECK(gone.vma.file_deleted());
+    CHECK(gone.pages == PagePolicy::AllPrivate);
+
+    auto memfd = classify("7f00-8f00 rw-s 00000000 00:01 99 /memfd:buf (deleted)");
+    CHECK(memfd.vma.kind() == images::VMA_MEMFD_SHARED);
+    CHECK(memfd.pages == PagePolicy::Shared);
+
+    auto vdso = classify("7fff0000-7fff2000 r-xp 00000000 00:00 0 [vdso]");
+    CHECK(vdso.vma.kind() == images::VMA_VDSO);
+    CHECK(vdso.pages == PagePolicy::None);
+    auto vvar = classify("7ffe0000-7ffe4000 r--p 00000000 00:00 0 [vvar]", {"rd", "mr", "pf", "io", "de", "dd"});
+    CHECK(vvar.vma.kind() == images::VMA_VVAR);
+    CHECK(vvar.vma.madvise() == (1u << 1));
+    auto vsys = classify("ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]");
+    CHECK(vsys.vma.kind() == images::VMA_VSYSCALL);
+
+    auto named = classify("7f00-8f00 rw-p 00000000 00:00 0 [anon:my pool]");
+    CHECK(named.vma.kind() == images::VMA_ANON_PRIVATE);
+}
+
+TEST_CASE("VMAs that cannot be dumped are refused naming the pid and the range") {
+    auto m = parse_maps_line("7f00-8f00 rw-s 00000000 00:05 7 /dev/fb0");
+    REQUIRE(m);
+    m->vm_flags = {"rd", "wr", "sh", "io", "pf"};
+    auto dev = classify_vma(42, *m);
+    REQUIRE_FALSE(dev);
+    CHECK(dev.error().str().find("pid 42 vma 7f00-8f00 /dev/fb0") != std::string::npos);
+
+    auto sysv = parse_maps_line("7f00-8f00 rw-s 00000000 00:01 32768 /SYSV00000000 (deleted)");
+    REQUIRE(sysv);
+    CHECK_FALSE(classify_vma(42, *sysv));
+
+    auto odd = parse_maps_line("7f00-8f00 r--p 00000000 00:00 0 [uprobes]");
+    REQUIRE(odd);
+    CHECK_FALSE(classify_vma(42, *odd));
+}
+
+TEST_CASE("vDSO layout is relative to the start of the block") {
+    std::vector<DumpVma> vmas;
+    auto add = [&](const char* line) {
+        auto m = parse_maps_line(line);
+        REQUIRE(m);
+        auto v = classify_vma(1, *m);
+        REQUIRE(v);
+        vmas.push_back(*v);
+    };
+    add("7ffe0000-7ffe4000 r--p 00000000 00:00 0 [vvar]");
+    add("7ffe4000-7ffe6000 r--p 00000000 00:00 0 [vvar_vclock]");
+    add("7ffe6000-7ffe8000 r-xp 00000000 00:00 0 [vdso]");
+    auto l = vdso_layout(vmas);
+    REQUIRE(l.parts_size() == 3);
+    CHECK(l.parts(0).name() == "[vvar]");
+    CHECK(l.parts(0).offset() == 0);
+    CHECK(l.parts(1).offset() == 0x4000);
+    CHECK(l.parts(2).name() == "[vdso]");
+    CHECK(l.parts(2).offset() == 0x6000);
+    CHECK(l.parts(2).size() == 0x2000);
+}
