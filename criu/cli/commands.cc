@@ -59,7 +59,10 @@ void open_log(Log& log, const Options& opts, const char* default_name) {
         log.warn("cli", "cannot open log file {}: {}", path, std::strerror(errno));
 }
 
-int report(const Log& log, const char* what, const Error& e) {
+// The final error goes to the log file only (the console gets report()'s one line).
+int report(Log& log, const char* what, const Error& e) {
+    log.set_console_level(0);
+    log.error("cli", "{}", e.str());
     if (log.file_path().empty())
         fmt::print(stderr, "Error ({}): {}\n", what, e.str());
     else
@@ -89,7 +92,6 @@ int cmd_dump(const Options& opts) {
     log.info("cli", "criu dump -t {} -D {}", opts.pid, opts.images_dir);
     auto r = run_dump(opts, log);
     if (!r) {
-        log.error("cli", "{}", r.error().str());
         return report(log, "dump", r.error());
     }
     return 0;
@@ -103,7 +105,6 @@ int cmd_restore(const Options& opts) {
     log.info("cli", "criu restore -D {}", opts.images_dir);
     auto r = run_restore(opts, log);
     if (!r) {
-        log.error("cli", "{}", r.error().str());
         return report(log, "restore", r.error());
     }
     return *r;
@@ -113,9 +114,7 @@ int cmd_restore(const Options& opts) {
 #ifdef HAVE_SHOW
 int cmd_show(const CommandArgs& cmd, const Options& opts) {
     std::string path = cmd.args.empty() ? opts.images_dir : cmd.args[0];
-    ShowOptions so;
-    so.backtraces = cmd.backtraces;
-    auto r = show_path_json(path, so);
+    auto r = show_path_json(path);
     if (!r) {
         fmt::print(stderr, "Error (show): {}\n", r.error().str());
         return 1;
