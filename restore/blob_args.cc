@@ -5,8 +5,6 @@
 #include <sys/mman.h>
 
 #include <cstring>
-// glibc's deprecated sigmask() macro (signal.h) would break ThreadCore::sigmask().
-#undef sigmask
 
 #include "criu/core/assert.h"
 #include "restore/sigframe.h"
@@ -28,6 +26,8 @@ uint32_t map_flags_for(const images::Vma& v) {
     // Only the flags that shape the mapping are taken from the dump; MAP_DENYWRITE and
     // MAP_EXECUTABLE are ignored by mmap since 5.x.
     uint32_t keep = v.flags() & (MAP_GROWSDOWN | MAP_LOCKED | MAP_NORESERVE);
+    if (vma_mapped_anonymously(v))
+        return MAP_PRIVATE | MAP_ANONYMOUS | keep;
     switch (v.kind()) {
     case images::VMA_FILE_PRIVATE:
         return MAP_PRIVATE | keep;
@@ -82,6 +82,8 @@ Expected<BlobArgs> BlobArgs::build(const BlobArgsInput& in) {
     b.fds_off_ = uint32_t(b.reserve(slots.size() * sizeof(int32_t), 8));
     for (size_t i = 0; i < slots.size(); i++)
         b.at<int32_t>(b.fds_off_)[i] = -1;
+    b.args()->fds_off = b.fds_off_;
+    b.args()->nr_fds = b.nr_fds_;
 
     // VMAs (the vDSO block is moved, never mapped; [vsyscall] is the kernel's).
     std::vector<blob_vma> vmas;
@@ -100,10 +102,7 @@ Expected<BlobArgs> BlobArgs::build(const BlobArgsInput& in) {
         blob_vma bv{};
         bv.start = v.start();
         bv.end = v.end();
-        bv.pgoff = v.kind() == images::VMA_ANON_PRIVATE || v.kind() == images::VMA_STACK ||
-                           v.kind() == images::VMA_HEAP
-                       ? 0
-                       : v.pgoff();
+        bv.pgoff = vma_mapped_anonymously(v) ? 0 : v.pgoff();
         bv.prot = v.prot();
         bv.map_prot = v.prot() | (in.pages->vma_filled[size_t(i)] ? PROT_WRITE : 0);
         bv.map_flags = map_flags_for(v);

@@ -131,8 +131,22 @@ bool vma_takes_pages(images::VmaKind kind) {
     }
 }
 
-bool vma_zero_is_free(images::VmaKind kind) {
-    return kind != images::VMA_FILE_PRIVATE && kind != images::VMA_MEMFD_PRIVATE;
+bool vma_mapped_anonymously(const images::Vma& v) {
+    switch (v.kind()) {
+    case images::VMA_ANON_PRIVATE:
+    case images::VMA_STACK:
+    case images::VMA_HEAP:
+    case images::VMA_MEMFD_PRIVATE:
+        return true;
+    case images::VMA_FILE_PRIVATE:
+        return v.file_deleted();
+    default:
+        return false;
+    }
+}
+
+bool vma_zero_is_free(const images::Vma& v) {
+    return v.kind() != images::VMA_FILE_PRIVATE || vma_mapped_anonymously(v);
 }
 
 Expected<PagePlan> plan_pages(PageReader& reader, const images::MmInfo& mm, pid_t pid) {
@@ -157,7 +171,7 @@ Expected<PagePlan> plan_pages(PageReader& reader, const images::MmInfo& mm, pid_
                                      "dumped pages", pid, reader.pagemap_path(), k + 1, e.vaddr, cur,
                              images::VmaKind_Name(v.kind()));
             uint64_t stop = std::min(e.end(), v.end());
-            TRY_VOID_CTX(p.resolve(reader, cur, stop, !vma_zero_is_free(v.kind()), true), "pid {}", pid);
+            TRY_VOID_CTX(p.resolve(reader, cur, stop, !vma_zero_is_free(v), true), "pid {}", pid);
             cur = stop;
         }
     }

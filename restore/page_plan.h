@@ -35,8 +35,11 @@ struct PagePlan {
 // Kinds of VMA whose pages the dump holds (private memory, COWed file pages, shared anon and
 // memfd contents); pages of the others come from their files or the kernel.
 bool vma_takes_pages(images::VmaKind kind);
-// A fresh mapping of this kind reads as zero where the dump says "zero" (anonymous memory).
-bool vma_zero_is_free(images::VmaKind kind);
+// Private mappings whose file cannot be reopened (a private memfd, a deleted file) are dumped
+// page by page in full; they come back as anonymous memory holding those pages.
+bool vma_mapped_anonymously(const images::Vma& v);
+// A fresh mapping reads as zero where the dump says "zero" (anonymous memory, shmem).
+bool vma_zero_is_free(const images::Vma& v);
 
 // `pid` names the process in messages.
 Expected<PagePlan> plan_pages(PageReader& reader, const images::MmInfo& mm, pid_t pid);

@@ -3,6 +3,7 @@
 // Pages are planned separately (page_plan.h) because they need the parent image chain.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <optional>
@@ -10,6 +11,9 @@
 
 #include "criu/core/error.h"
 #include "images/image_dir.h"
+// glibc's deprecated sigmask() macro (signal.h, included once above) would turn
+// ThreadCore::sigmask() into a syntax error wherever signal.h came first.
+#undef sigmask
 #include "proto/core.pb.h"
 #include "proto/files.pb.h"
 #include "proto/inventory.pb.h"

@@ -8,8 +8,6 @@
 
 #include <chrono>
 #include <cstring>
-// glibc's deprecated sigmask() macro (signal.h) would break ThreadCore::sigmask().
-#undef sigmask
 
 #include "criu/files/fd_kinds.h"
 #include "images/image_dir.h"

@@ -14,8 +14,6 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
-// glibc's deprecated sigmask() macro (signal.h) would break ThreadCore::sigmask().
-#undef sigmask
 
 namespace criu {
 namespace {

@@ -6,8 +6,6 @@
 #include <cstring>
 #include <map>
 #include <set>
-// glibc's deprecated sigmask() macro (signal.h) would break ThreadCore::sigmask().
-#undef sigmask
 
 #include "restore/sigframe.h"
 
@@ -224,9 +222,10 @@ Status validate_vmas(const ProcessImages& p) {
                          pid, mm, pr.what, pr.lo, pr.hi);
     if (m.start_stack() >= kUserAddressEnd)
         return failf(EINVAL, "pid {}: {}: start_stack {:#x} outside user space", pid, mm, m.start_stack());
-    // mm->saved_auxv holds AT_VECTOR_SIZE words (52 on x86-64 6.x); the kernel refuses more.
-    if (m.auxv_size() % 2 || m.auxv_size() > 52)
-        return failf(EINVAL, "pid {}: {}: auxv has {} words (pairs, at most 52)", pid, mm, m.auxv_size());
+    // mm->saved_auxv holds AT_VECTOR_SIZE words (about 50 on x86-64); PR_SET_MM_MAP has the
+    // final say, this only keeps a hostile count from growing the blob's arguments.
+    if (m.auxv_size() % 2 || m.auxv_size() > 128)
+        return failf(EINVAL, "pid {}: {}: auxv has {} words (pairs, at most 128)", pid, mm, m.auxv_size());
     if (m.exe_path().empty() || m.exe_path()[0] != '/')
         return failf(EINVAL, "pid {}: {}: exe_path \"{}\" is not an absolute path", pid, mm, m.exe_path());
     return {};

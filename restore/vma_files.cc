@@ -9,6 +9,7 @@
 #include <map>
 
 #include "images/image_io.h"
+#include "restore/page_plan.h"
 
 namespace criu {
 namespace {
@@ -59,9 +60,13 @@ Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, Log& log)
         switch (v.kind()) {
         case images::VMA_FILE_PRIVATE:
         case images::VMA_FILE_SHARED: {
+            if (vma_mapped_anonymously(v)) {
+                log.info("restore", "{}: the file was deleted; its pages come back as anonymous memory", where);
+                break;
+            }
             if (v.file_deleted())
-                return failf(ENOTSUP, "{}: the mapped file was deleted before the dump and the dump holds no "
-                                      "copy of it", where);
+                return failf(ENOTSUP, "{}: shared mapping of a file deleted before the dump: the dump holds no "
+                                      "copy of the file", where);
             bool shared = v.kind() == images::VMA_FILE_SHARED;
             // A shared mapping that is (or will be made) writable needs a writable file; opening
             // read-write when allowed keeps a later mprotect(PROT_WRITE) working as before.
@@ -113,12 +118,6 @@ Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, Log& log)
             out.vma_fd[size_t(i)] = it->second;
             break;
         }
-        case images::VMA_MEMFD_PRIVATE:
-            // The pages a private memfd mapping shows but never wrote come from the memfd's
-            // contents, which the mm images do not hold; mapping an empty memfd would silently
-            // turn them into zeros.
-            return failf(ENOTSUP, "{}: private mapping of a memfd: the dump holds only the pages the process "
-                                  "wrote, not the memfd's contents", where);
         default:
             break;
         }
