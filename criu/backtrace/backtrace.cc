@@ -24,9 +24,6 @@ namespace {
 
 // Threads of one process we unwind; each is a note in the core and a cursor.
 constexpr int kMaxThreads = 16384;
-// SS_DISABLE of <signal.h>, which cannot be included here: it defines a sigmask()
-// macro that breaks ThreadCore::sigmask() in core.pb.h.
-constexpr int kSsDisable = 2;
 
 // The dumper may leave the vDSO's pages out (a restore maps the new kernel's). On the
 // kernel that made the dump, the vDSO is the same bytes as this process's own, so that
@@ -74,9 +71,7 @@ Status unwind_process(const ImageDir& dir, const images::Inventory& inv, const i
     if (core.threads_size() > kMaxThreads || pe.threads_size() > kMaxThreads)
         return failf(E2BIG, "more than {} threads", kMaxThreads);
 
-    CorePlanInput in;
-    in.pid = pid;
-    in.comm = core.comm();
+    std::vector<CoreThread> threads;
     std::vector<size_t> slot;  // layout thread -> index in out.threads
     for (const images::ThreadCore& t : core.threads()) {
         ThreadBacktrace tb;
@@ -88,11 +83,9 @@ Status unwind_process(const ImageDir& dir, const images::Inventory& inv, const i
             CoreThread ct;
             ct.tid = t.tid();
             std::memcpy(&ct.regs, t.gpregs().data(), sizeof(ct.regs));
-            in.threads.push_back(ct);
+            threads.push_back(ct);
             slot.push_back(out.threads.size());
         }
-        if (t.has_altstack() && !(t.altstack().flags() & kSsDisable) && t.altstack().size() > 0)
-            in.altstacks.emplace_back(t.altstack().sp(), t.altstack().size());
         out.threads.push_back(std::move(tb));
     }
     for (int32_t tid : pe.threads()) {
@@ -101,7 +94,7 @@ Status unwind_process(const ImageDir& dir, const images::Inventory& inv, const i
         if (!known)
             out.threads.push_back(ThreadBacktrace{tid, {}, fmt::format("no registers in {}", core_reader.path())});
     }
-    if (in.threads.empty())
+    if (threads.empty())
         return {};
 
     auto mm_reader = TRY(dir.open_reader(ImageType::Mm, pid));
@@ -111,13 +104,12 @@ Status unwind_process(const ImageDir& dir, const images::Inventory& inv, const i
     mem.open_files(out.warnings);
     use_host_vdso(mem, inv);
 
-    CorePlanOptions plan_opts;
-    plan_opts.memory_budget = opts.memory_budget;
-    CoreLayout layout = plan_core_layout(mem, std::move(in), plan_opts, out.warnings);
+    CoreLayout layout = plan_core_layout(mem, pid, core.comm(), std::move(threads));
     SyntheticCore synthetic = TRY_CTX(
         SyntheticCore::create(layout, [&](uint64_t vaddr, size_t len, char* dst) { return mem.read(vaddr, len, dst); }),
         "synthesizing a core");
-    CoreUnwinder unwinder = TRY(CoreUnwinder::open(synthetic, layout));
+    CoreUnwinder unwinder = TRY(
+        CoreUnwinder::open(synthetic, layout, [&](uint64_t page, char* dst) { return mem.read_page(page, dst); }));
     for (size_t k = 0; k < layout.threads.size(); k++) {
         UnwoundThread u = unwinder.unwind(static_cast<int>(k), opts.max_frames);
         ThreadBacktrace& tb = out.threads[slot[k]];
@@ -128,6 +120,7 @@ Status unwind_process(const ImageDir& dir, const images::Inventory& inv, const i
             f.sp = uf.sp;
             f.symbol = std::move(uf.symbol);
             f.symbol_offset = uf.symbol_offset;
+            f.signal_frame = uf.signal_frame;
             annotate(mem, f);
             tb.frames.push_back(std::move(f));
         }

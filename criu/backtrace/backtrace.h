@@ -1,8 +1,9 @@
 // `criu show --backtraces`: every thread's call stack at the moment of the dump,
-// unwound offline from an image directory with libunwind. Nothing runs: the images
-// become an ELF core in memory (see synthetic_core.h) that libunwind-coredump reads,
-// with the dumped binaries and libraries reopened from this host's filesystem for
-// their unwind tables and symbols.
+// unwound offline from an image directory with libunwind. Nothing runs: the threads'
+// registers and the process's ELF objects become a small ELF core in memory (see
+// synthetic_core.h) that libunwind-coredump reads, the dumped binaries and libraries
+// are reopened from this host's filesystem for their unwind tables and symbols, and
+// stack memory is read from the images' pages as the unwinder asks for it.
 #pragma once
 
 #include <cstddef>
@@ -15,9 +16,8 @@
 namespace criu {
 
 struct BacktraceOptions {
+    // Frames per thread; a deeper stack ends with an error saying it was cut.
     size_t max_frames = 256;
-    // Per process: stack bytes copied from the images into the synthesized core.
-    uint64_t memory_budget = 256ull << 20;
 };
 
 // Fails only when the directory itself cannot be read (no inventory, no pstree, a

@@ -71,6 +71,7 @@ void append_frame_json(std::string& out, const BacktraceFrame& f) {
         append_json_string(out, f.module);
     if (f.module_offset)
         out += fmt::format(",\"module_offset\":{}", hex(*f.module_offset));
+    out += fmt::format(",\"signal_frame\":{}", f.signal_frame ? "true" : "false");
     out += '}';
 }
 
@@ -148,9 +149,9 @@ std::string backtraces_to_text(const BacktraceReport& report) {
             out += fmt::format("  thread {}\n", th.tid);
             for (size_t i = 0; i < th.frames.size(); i++) {
                 const BacktraceFrame& f = th.frames[i];
-                std::string where = f.symbol.empty()
-                                        ? std::string("??")
-                                        : fmt::format("{}+0x{:x}", printable(f.symbol), f.symbol_offset);
+                std::string where = f.signal_frame     ? std::string("<signal handler called>")
+                                    : f.symbol.empty() ? std::string("??")
+                                                       : fmt::format("{}+0x{:x}", printable(f.symbol), f.symbol_offset);
                 std::string module = f.module.empty() ? std::string() : fmt::format(" ({})", printable(f.module));
                 out += fmt::format("    #{:<2} 0x{:016x} in {}{} sp=0x{:x}\n", i, f.ip, where, module, f.sp);
             }

@@ -21,6 +21,9 @@ struct BacktraceFrame {
     // "[vdso]"), empty for anonymous memory; `module_offset` is ip's offset in that file.
     std::string module;
     std::optional<uint64_t> module_offset;
+    // ip is the signal-return trampoline (__restore_rt): the frame below was running a
+    // signal handler, the frame above is where the signal interrupted the thread.
+    bool signal_frame = false;
 };
 
 struct ThreadBacktrace {
@@ -56,6 +59,7 @@ std::string backtraces_to_json(const BacktraceReport& report);
 //   pid 4211 (server)
 //     thread 4211
 //       #0  0x00007f3a5c2e4b27 in pause+0x17 (/usr/lib/x86_64-linux-gnu/libc.so.6) sp=0x7ffd...
+//       #4  0x00007f3a5c250050 in <signal handler called> (/usr/lib/...) sp=0x7f3a...
 std::string backtraces_to_text(const BacktraceReport& report);
 
 }  // namespace criu

@@ -1,6 +1,7 @@
 #include "criu/backtrace/process_memory.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -152,6 +153,17 @@ bool ProcessMemory::has_pages(uint64_t lo, uint64_t hi) const {
 }
 
 void ProcessMemory::set_fallback(size_t vma, std::string bytes) { fallbacks_.emplace_back(vma, std::move(bytes)); }
+
+bool ProcessMemory::has_fallback(size_t vma) const {
+    return std::any_of(fallbacks_.begin(), fallbacks_.end(), [&](const auto& f) { return f.first == vma; });
+}
+
+Status ProcessMemory::read_page(uint64_t page, char* dst) {
+    auto v = find_vma(page);
+    if (!v || !(vmas_[*v].prot() & PROT_READ))
+        return failf(EFAULT, "{:#x} is not readable memory of the process", page);
+    return read(page, kPageSize, dst);
+}
 
 Status ProcessMemory::read_backing(size_t vma, uint64_t lo, uint64_t hi, char* dst) {
     const images::Vma& v = vmas_[vma];

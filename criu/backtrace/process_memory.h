@@ -46,9 +46,14 @@ public:
     // Bytes to show for VMA `vma` where the images hold none (this host's vDSO when the
     // dump left it out); `bytes.size()` must equal the VMA's size.
     void set_fallback(size_t vma, std::string bytes);
+    bool has_fallback(size_t vma) const;
 
-    // Fills dst with [vaddr, vaddr + len); both page aligned.
+    // Fills dst with [vaddr, vaddr + len); both page aligned. Holes read as zeros.
     Status read(uint64_t vaddr, size_t len, char* dst);
+    // Fills dst with the page at `page`, which must lie in a readable VMA (EFAULT
+    // otherwise, as the process itself would have faulted): an unwinder following a
+    // bad pointer stops there instead of reading made-up zeros.
+    Status read_page(uint64_t page, char* dst);
 
 private:
     ProcessMemory(std::vector<images::Vma> vmas, PageReader pages)

@@ -28,7 +28,12 @@ BacktraceReport sample() {
     BacktraceFrame f1;
     f1.ip = 0xffffffffffff0000;  // above 2^53: must survive JSON exactly
     f1.sp = 0x7ffc00000010;
-    t.frames = {f0, f1};
+    BacktraceFrame f2;
+    f2.ip = 0x7f0000005050;
+    f2.sp = 0x7ffc00000100;
+    f2.module = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+    f2.signal_frame = true;
+    t.frames = {f0, f1, f2};
     t.error = "unw_step after frame 1: bad frame";
     p.threads.push_back(t);
     ThreadBacktrace empty;
@@ -53,7 +58,8 @@ TEST_CASE("json: a full report is valid JSON with exact hex addresses") {
     REQUIRE(json.find("\"symbol\":\"pause\",\"symbol_offset\":18") != std::string::npos);
     REQUIRE(json.find("\"module_offset\":\"0xd3df2\"") != std::string::npos);
     // A frame without symbol or module says so with null rather than an empty string.
-    REQUIRE(json.find("\"symbol\":null,\"module\":null") != std::string::npos);
+    REQUIRE(json.find("\"symbol\":null,\"module\":null,\"signal_frame\":false") != std::string::npos);
+    REQUIRE(json.find("\"signal_frame\":true") != std::string::npos);
     REQUIRE(json.find("\"error\":\"zombie: no threads to unwind\"") != std::string::npos);
     REQUIRE(json.find("\"tid\":42,\"error\":\"unw_step") != std::string::npos);
 }
@@ -90,6 +96,8 @@ TEST_CASE("text: one line per frame, unknown symbols as ??, errors shown") {
     REQUIRE(text.find("    #0  0x00007f0000001234 in pause+0x12 (/usr/lib/x86_64-linux-gnu/libc.so.6) sp=0x7ffc00000000\n") !=
             std::string::npos);
     REQUIRE(text.find("    #1  0xffffffffffff0000 in ?? sp=0x7ffc00000010\n") != std::string::npos);
+    REQUIRE(text.find("    #2  0x00007f0000005050 in <signal handler called> (/usr/lib/x86_64-linux-gnu/libc.so.6) sp=") !=
+            std::string::npos);
     REQUIRE(text.find("    (stopped: unw_step after frame 1: bad frame)\n") != std::string::npos);
     REQUIRE(text.find("  thread 43\n    (stopped: registers are 12 bytes)\n") != std::string::npos);
     REQUIRE(text.find("pid 44 ()\n  error: zombie") != std::string::npos);

@@ -178,63 +178,71 @@ TEST_CASE("memory: unusable backing files become warnings, not failures") {
     REQUIRE(mem->file_fd(6) == -1);  // deleted: the name is someone else's now
 }
 
-TEST_CASE("plan: one file range per ELF object from its bias, stacks from sp up") {
+TEST_CASE("memory: read_page faults where the process would have") {
+    test::TempDir tmp;
+    images::MmInfo mm = dso_layout();
+    *mm.mutable_vmas(4) = vma(0x405000, 0x406000, images::VMA_ANON_PRIVATE, PROT_NONE);  // a guard page
+    auto mem = ProcessMemory::create(mm, write_pages(tmp), "mm-1.img");
+    REQUIRE(mem);
+    std::string page(4096, 'x');
+    REQUIRE(mem->read_page(kStack + 0xf000, page.data()));
+    REQUIRE(page == std::string(4096, 'Q'));
+    REQUIRE(mem->read_page(kStack, page.data()));  // never touched: zeros
+    REQUIRE(page == std::string(4096, '\0'));
+    auto hole = mem->read_page(0x403000, page.data());
+    REQUIRE(!hole);
+    REQUIRE(hole.error().err() == EFAULT);
+    REQUIRE(!mem->read_page(0x405000, page.data()));
+    REQUIRE(!mem->read_page(0, page.data()));
+}
+
+TEST_CASE("plan: one file range per ELF object, from its bias") {
     test::TempDir tmp;
     auto mem = ProcessMemory::create(dso_layout(), write_pages(tmp), "mm-1.img");
     REQUIRE(mem);
     std::vector<std::string> warnings;
     mem->open_files(warnings);
-    CorePlanInput in;
-    in.pid = 1;
     CoreThread t;
     t.tid = 1;
-    t.regs.rsp = kStack + 0xf123;
-    in.threads.push_back(t);
-    CoreLayout layout = plan_core_layout(*mem, in, {}, warnings);
-    REQUIRE(warnings.empty());
+    CoreLayout layout = plan_core_layout(*mem, 1, "x", {t});
     REQUIRE(layout.threads.size() == 1);
+    REQUIRE(layout.pid == 1);
     // Text and rodata at bias 0x400000; the data segment (other bias) and the mapping
-    // whose offset 0 would land under an anonymous VMA are left to the images.
+    // whose offset 0 would land under an anonymous VMA get no range.
     REQUIRE(layout.files.size() == 1);
     REQUIRE(layout.files[0].vaddr == 0x400000);
     REQUIRE(layout.files[0].size == 0x3000);
     REQUIRE(layout.files[0].prot == (PROT_READ | PROT_EXEC));
-    // The whole [stack] VMA, in pieces: from sp's page up first, then the rest.
-    uint64_t covered = 0;
-    for (const CoreMemoryRange& m : layout.memory) {
-        REQUIRE(m.vaddr >= kStack);
-        REQUIRE(m.vaddr + m.size <= kStack + 0x10000);
-        covered += m.size;
-    }
-    REQUIRE(covered == 0x10000);
+    REQUIRE(layout.files[0].fd == mem->file_fd(0));
+    // No stack in the core: the unwinder reads it from the images.
+    REQUIRE(layout.memory.empty());
 }
 
-TEST_CASE("plan: the memory budget keeps the pages nearest sp and warns") {
+TEST_CASE("plan: the vDSO goes into the core when its bytes are known") {
     test::TempDir tmp;
-    auto mem = ProcessMemory::create(dso_layout(), write_pages(tmp), "mm-1.img");
+    images::MmInfo mm = dso_layout();
+    *mm.add_vmas() = vma(0x7ffff7fc0000, 0x7ffff7fc2000, images::VMA_VDSO, PROT_READ | PROT_EXEC, 0, "[vdso]");
+    auto mem = ProcessMemory::create(mm, write_pages(tmp), "mm-1.img");
     REQUIRE(mem);
-    std::vector<std::string> warnings;
-    CorePlanInput in;
-    CoreThread t;
-    t.regs.rsp = kStack + 0xe010;
-    in.threads.push_back(t);
-    in.altstacks.emplace_back(0x405000, 0x100000);  // larger than its VMA: clipped
-    CorePlanOptions opts;
-    opts.memory_budget = 0x1000;
-    CoreLayout layout = plan_core_layout(*mem, in, opts, warnings);
-    REQUIRE(warnings.size() == 1);
+    size_t vdso = mem->vmas().size() - 1;
+    REQUIRE(plan_core_layout(*mem, 1, "x", {CoreThread{}}).memory.empty());  // no pages, no stand-in
+    mem->set_fallback(vdso, std::string(0x2000, 'V'));
+    REQUIRE(mem->has_fallback(vdso));
+    CoreLayout layout = plan_core_layout(*mem, 1, "x", {CoreThread{}});
     REQUIRE(layout.memory.size() == 1);
-    REQUIRE(layout.memory[0].vaddr == kStack + 0xe000);
-    REQUIRE(layout.memory[0].size == 0x1000);
+    REQUIRE(layout.memory[0].vaddr == 0x7ffff7fc0000);
+    REQUIRE(layout.memory[0].size == 0x2000);
+    std::string page(4096, 'x');
+    REQUIRE(mem->read_page(0x7ffff7fc1000, page.data()));
+    REQUIRE(page == std::string(4096, 'V'));
 
-    opts.memory_budget = 0x100000;
-    warnings.clear();
-    layout = plan_core_layout(*mem, in, opts, warnings);
-    REQUIRE(warnings.empty());
-    bool alt = false;
-    for (const CoreMemoryRange& m : layout.memory)
-        alt |= m.vaddr == 0x405000 && m.size == 0x1000;
-    REQUIRE(alt);
+    // A "vDSO" of a gigabyte is not copied anywhere.
+    images::MmInfo big = dso_layout();
+    *big.add_vmas() = vma(0x7fff00000000, 0x7fff40000000, images::VMA_VDSO, PROT_READ, 0, "[vdso]");
+    auto mem2 = ProcessMemory::create(big, write_pages(tmp), "mm-1.img");
+    REQUIRE(mem2);
+    mem2->set_fallback(mem2->vmas().size() - 1, "");
+    REQUIRE(plan_core_layout(*mem2, 1, "x", {CoreThread{}}).memory.empty());
 }
 
 TEST_CASE("elf check: well-formed, not ELF, and malformed files") {

@@ -121,7 +121,7 @@ TEST_CASE("synthetic core: libunwind-coredump reads it, with every thread") {
     CoreLayout layout = two_threads(self.get());
     auto core = SyntheticCore::create(layout, fill_pattern);
     REQUIRE(core);
-    auto unwinder = CoreUnwinder::open(*core, layout);
+    auto unwinder = CoreUnwinder::open(*core, layout, [](uint64_t page, char* dst) { return fill_pattern(page, 4096, dst); });
     INFO((unwinder ? std::string() : unwinder.error().str()));
     REQUIRE(unwinder);
     REQUIRE(unwinder->thread_count() == 2);
