@@ -14,6 +14,10 @@ namespace {
 
 constexpr size_t kHeaderSize = 16;
 constexpr size_t kRecordHeaderSize = 8;
+// The end marker: a record header whose length field is this (never a valid length, it is
+// above kMaxRecordSize) and whose second word is the number of records before it. Without
+// it, a file cut exactly between two records would read back as a shorter, valid file.
+constexpr uint32_t kEndMarker = 0xffffffffu;
 // The writer hands data to the kernel in pieces of about this size.
 constexpr size_t kWriteChunk = 1u << 20;
 // The reader asks the kernel for at least this much at a time.
@@ -193,6 +197,10 @@ Status ImageWriter::flush() {
 Status ImageWriter::close(bool sync) {
     if (!fd_)
         return {};
+    size_t at = buf_.size();
+    buf_.resize(at + kRecordHeaderSize);
+    store_u32(buf_.data() + at, kEndMarker);
+    store_u32(buf_.data() + at + 4, records_);
     Status st = flush();
     if (st && sync && ::fsync(fd_.get()) < 0)
         st = fail_errno("{}: fsync failed", path_);
@@ -288,8 +296,11 @@ Expected<size_t> ImageReader::fill(size_t want) {
 Expected<bool> ImageReader::read(google::protobuf::MessageLite& msg) {
     uint32_t rec = records_ + 1;
     uint64_t left = remaining();
-    if (left == 0)
+    if (done_)
         return false;
+    if (left == 0)
+        return failf(EINVAL, "{}: truncated after record {}: the end marker is missing (the writer did not finish)",
+                     path_, records_);
     if (left < kRecordHeaderSize)
         return failf(EINVAL, "{}: record {}: truncated: {} bytes left, a record header needs {}", path_, rec, left,
                      kRecordHeaderSize);
@@ -299,6 +310,16 @@ Expected<bool> ImageReader::read(google::protobuf::MessageLite& msg) {
     uint32_t len = load_u32(buf_.data() + pos_);
     uint32_t stored = load_u32(buf_.data() + pos_ + 4);
     left -= kRecordHeaderSize;
+    if (len == kEndMarker) {
+        if (stored != records_)
+            return failf(EINVAL, "{}: end marker counts {} records, {} were read", path_, stored, records_);
+        if (left != 0)
+            return failf(EINVAL, "{}: {} bytes of trailing garbage after the end marker", path_, left);
+        pos_ += kRecordHeaderSize;
+        consumed_ += kRecordHeaderSize;
+        done_ = true;
+        return false;
+    }
     if (len > kMaxRecordSize)
         return failf(EINVAL, "{}: record {}: length {} exceeds the limit of {} bytes", path_, rec, len,
                      kMaxRecordSize);

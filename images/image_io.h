@@ -1,6 +1,7 @@
 // Framing of every image file except raw page data:
 //   header:  u32 file magic (per image type) | u32 format major | u32 format minor | u32 flags (0)
 //   records: u32 payload length | u32 crc32c(payload) | payload (one protobuf message)
+//   end:     u32 0xffffffff | u32 number of records   (a file without it was cut short)
 // Readers are hostile-input safe: every length is capped, every checksum checked, and every
 // error names the file and the record number.
 #pragma once
@@ -127,6 +128,7 @@ private:
     Expected<size_t> fill(size_t want);
     // Bytes of the image not yet handed out (buffered or still in the file).
     uint64_t remaining() const { return size_ - consumed_; }
+    bool done_ = false;  // the end marker was read
 
     UniqueFd fd_;
     std::string path_;

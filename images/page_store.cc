@@ -121,7 +121,7 @@ Expected<PageEntry> validate_page_entry(const images::PagemapEntry& m, PageCodec
     if (e.nr_pages > kMaxFramePages)
         return failf(EINVAL, "{} (vaddr {:#x}): {} pages in one zstd frame exceed the limit of {}", what, e.vaddr,
                      e.nr_pages, kMaxFramePages);
-    if (e.stored_size == 0 || e.stored_size > ZSTD_compressBound(e.size()))
+    if (e.stored_size == 0 || e.stored_size > ZSTD_compressBound(e.size()) + 4)
         return failf(EINVAL, "{} (vaddr {:#x}): zstd frame size {} is impossible for {} pages", what, e.vaddr,
                      e.stored_size, e.nr_pages);
     return e;

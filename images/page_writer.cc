@@ -45,8 +45,12 @@ struct Job {
 };
 
 Expected<size_t> compress_frame(ZSTD_CCtx* cctx, int level, const void* src, size_t len, std::vector<char>& out) {
-    out.resize(ZSTD_compressBound(len));
-    size_t n = ZSTD_compressCCtx(cctx, out.data(), out.size(), src, len, level);
+    // Every frame carries zstd's content checksum (4 bytes): without it a damaged frame can
+    // decode to other bytes of the right size, which a restore would map without noticing.
+    out.resize(ZSTD_compressBound(len) + 4);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+    size_t n = ZSTD_compress2(cctx, out.data(), out.size(), src, len);
     if (ZSTD_isError(n))
         return failf(EIO, "zstd compression failed: {}", ZSTD_getErrorName(n));
     out.resize(n);

@@ -167,8 +167,8 @@ TEST_CASE("a flipped byte anywhere in a payload is a checksum mismatch naming th
     TempDir dir;
     std::string path = dir.file("pstree.img");
     std::string good = small_pstree(path, 3);
-    size_t rec_size = (good.size() - 16) / 3;
-    for (size_t off = 16; off < good.size(); off++) {
+    size_t rec_size = (good.size() - 16 - 8) / 3;  // 8: the end marker
+    for (size_t off = 16; off < good.size() - 8; off++) {
         size_t in_rec = (off - 16) % rec_size;
         if (in_rec < 8)
             continue;  // length/crc fields are covered by the tests below
@@ -185,30 +185,35 @@ TEST_CASE("a flipped byte anywhere in a payload is a checksum mismatch naming th
     }
 }
 
-TEST_CASE("a file truncated at any offset is refused or yields fewer records", "[image_io]") {
+TEST_CASE("a file truncated at any offset is refused, also between records", "[image_io]") {
     TempDir dir;
     std::string path = dir.file("pstree.img");
     std::string good = small_pstree(path, 3);
-    size_t rec_size = (good.size() - 16) / 3;
+    size_t body = good.size() - 8;  // records end where the 8-byte end marker starts
+    size_t rec_size = (body - 16) / 3;
     for (size_t len = 0; len < good.size(); len++) {
         INFO("truncated to " << len);
         test::write_file(path, good.substr(0, len));
         auto res = read_pstree(path);
-        if (len < 16) {
-            REQUIRE_FALSE(res);
-            CHECK(contains(res.error().str(), path + ": not a pstree image: " + std::to_string(len) + " bytes"));
-            continue;
-        }
-        if ((len - 16) % rec_size == 0) {
-            // A cut at a record boundary leaves a well-formed shorter file; types whose
-            // record count matters carry it (PagemapHead.nr_entries).
-            REQUIRE(res);
-            CHECK(res->size() == (len - 16) / rec_size);
-            continue;
-        }
         REQUIRE_FALSE(res);
         std::string msg = res.error().str();
         INFO(msg);
+        if (len < 16) {
+            CHECK(contains(msg, path + ": not a pstree image: " + std::to_string(len) + " bytes"));
+            continue;
+        }
+        if (len > body) {
+            // Cut inside the end marker.
+            CHECK(contains(msg, path + ": record 4: truncated: " + std::to_string(len - body) +
+                                    " bytes left, a record header needs 8"));
+            continue;
+        }
+        if ((len - 16) % rec_size == 0) {
+            // A cut at a record boundary would be a well-formed shorter file but for the end marker.
+            CHECK(contains(msg, path + ": truncated after record " + std::to_string((len - 16) / rec_size) +
+                                    ": the end marker is missing"));
+            continue;
+        }
         size_t rec = (len - 16) / rec_size + 1;
         CHECK(contains(msg, path + ": record " + std::to_string(rec) + ": truncated: "));
         size_t left = len - 16 - (rec - 1) * rec_size;
@@ -219,11 +224,28 @@ TEST_CASE("a file truncated at any offset is refused or yields fewer records", "
     }
 }
 
+TEST_CASE("a wrong record count or garbage after the end marker is refused", "[image_io]") {
+    TempDir dir;
+    std::string path = dir.file("pstree.img");
+    std::string good = small_pstree(path, 2);
+    std::string bad = good;
+    put_u32(bad, good.size() - 4, 5);
+    test::write_file(path, bad);
+    auto res = read_pstree(path);
+    REQUIRE_FALSE(res);
+    CHECK(contains(res.error().str(), path + ": end marker counts 5 records, 2 were read"));
+
+    test::write_file(path, good + "xyz");
+    res = read_pstree(path);
+    REQUIRE_FALSE(res);
+    CHECK(contains(res.error().str(), path + ": 3 bytes of trailing garbage after the end marker"));
+}
+
 TEST_CASE("length fields past the cap or past the file are refused before allocating", "[image_io]") {
     TempDir dir;
     std::string path = dir.file("pstree.img");
     std::string good = small_pstree(path, 2);
-    size_t rec_size = (good.size() - 16) / 2;
+    size_t rec_size = (good.size() - 16 - 8) / 2;  // 8: the end marker
 
     std::string bad = good;
     put_u32(bad, 16 + rec_size, 0xfffffff0u);
@@ -310,7 +332,7 @@ TEST_CASE("an in-memory image reads like a file", "[image_io]") {
     auto all = r->read_all<images::PstreeEntry>();
     REQUIRE(all);
     CHECK(all->size() == 4);
-    auto cut = ImageReader::from_buffer(good.substr(0, good.size() - 1), "stream", ImageType::Pstree);
+    auto cut = ImageReader::from_buffer(good.substr(0, good.size() - 9), "stream", ImageType::Pstree);
     REQUIRE(cut);
     auto bad = cut->read_all<images::PstreeEntry>();
     REQUIRE_FALSE(bad);

@@ -426,14 +426,8 @@ TEST_CASE("page store: corrupt pages files and frames are refused", "[page_store
     r = PageReader::open(d, 1);
     REQUIRE(r);
     Pages out(8);
+    // Frames carry zstd's content checksum: a flip anywhere is caught, never decoded to other bytes.
     auto st = r->read_range(kBase, 8, out.p);
-    if (st) {
-        // zstd frames carry no checksum by default; a flip in a literal decodes to other bytes.
-        Pages want(8);
-        for (size_t i = 0; i < 8; i++)
-            fill_page(want.page(i), kBase + i * kPageSize, 1);
-        CHECK(std::memcmp(out.p, want.p, 8 * kPageSize) != 0);
-    } else {
-        CHECK(contains(st.error().str(), pages + ": frame for 0x7f0000000000"));
-    }
+    REQUIRE_FALSE(st);
+    CHECK(contains(st.error().str(), pages + ": frame for 0x7f0000000000"));
 }
