@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "criu/core/proc_parse.h"
+
 namespace criu {
 
 namespace {
@@ -80,12 +82,29 @@ Status Task::interrupt() {
     return {};
 }
 
-Expected<int> Task::wait_status() {
+Expected<int> Task::wait_status(std::optional<std::chrono::milliseconds> timeout) {
     int st = 0;
+    auto deadline = std::chrono::steady_clock::now() + timeout.value_or(std::chrono::milliseconds(0));
+    // The stop after an interrupt normally comes within microseconds: poll fast, then slower.
+    auto backoff = std::chrono::microseconds(20);
     for (;;) {
-        pid_t r = waitpid(tid_, &st, __WALL);
+        pid_t r = waitpid(tid_, &st, __WALL | (timeout ? WNOHANG : 0));
         if (r == tid_)
             return st;
+        if (r == 0) {
+            if (std::chrono::steady_clock::now() >= deadline) {
+                std::string state = "?";
+                if (auto s = read_status(pid_, tid_))
+                    state = std::string(1, s->state);
+                std::string wchan = read_proc_file(fmt::format("/proc/{}/task/{}/wchan", pid_, tid_)).value_or("?");
+                return failf(ETIMEDOUT, "tid {} of pid {} did not stop within {} ms (state {}, waiting in {})", tid_,
+                             pid_, timeout->count(), state, wchan);
+            }
+            timespec ts{0, static_cast<long>(std::chrono::nanoseconds(backoff).count())};
+            nanosleep(&ts, nullptr);
+            backoff = std::min(backoff * 2, std::chrono::microseconds(2000));
+            continue;
+        }
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 && errno == ECHILD) {
@@ -105,9 +124,9 @@ Status Task::handle_exit_status(int st) {
     return failf(ESRCH, "tid {} of pid {} {}", tid_, pid_, describe_wait_status(st));
 }
 
-Status Task::wait_for_stop() {
+Status Task::wait_for_stop(std::chrono::milliseconds timeout) {
     for (;;) {
-        int st = TRY(wait_status());
+        int st = TRY(wait_status(timeout));
         if (!WIFSTOPPED(st))
             return handle_exit_status(st);
         int event = st >> 16;

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <sys/user.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -63,8 +64,11 @@ public:
     Status interrupt();
     // Waits for the interrupt stop. A signal-delivery stop seen first is re-injected with
     // PTRACE_CONT(sig) (the thread then runs the handler setup and stops right after), as
-    // KERNEL-NOTES section 1 says; exits are ESRCH.
-    Status wait_for_stop();
+    // KERNEL-NOTES section 1 says; exits are ESRCH. A thread that does not stop within
+    // `timeout` (uninterruptible sleep: a vfork parent, NFS, FUSE) is ETIMEDOUT, naming its
+    // state and wait channel; it stays seized with the interrupt pending.
+    Status wait_for_stop(std::chrono::milliseconds timeout = kDefaultStopTimeout);
+    static constexpr std::chrono::milliseconds kDefaultStopTimeout{10000};
 
     // Registers of the thread (cached). The first read at the seize stop is kept as
     // initial_regs(): the state the thread must go back to.
@@ -118,7 +122,9 @@ public:
 
 private:
     Task(pid_t pid, pid_t tid, Log& log) : pid_(pid), tid_(tid), log_(log) {}
-    Expected<int> wait_status();
+    // Blocks for the next wait status of this thread; with a timeout, polls and gives
+    // ETIMEDOUT when it passes.
+    Expected<int> wait_status(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
     Status handle_exit_status(int st);
 
     pid_t pid_;

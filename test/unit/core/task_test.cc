@@ -181,3 +181,35 @@ TEST_CASE("kill() ends a seized process") {
     CHECK(WIFSIGNALED(st));
     CHECK(WTERMSIG(st) == SIGKILL);
 }
+
+TEST_CASE("a thread that cannot stop (vfork parent, state D) times out with its state named") {
+    Log log(0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        pid_t v = vfork();
+        if (v == 0) {
+            for (;;)
+                pause();
+        }
+        _exit(0);
+    }
+    usleep(100000);
+    auto kids = read_children(pid, pid);
+    REQUIRE(kids);
+    REQUIRE(kids->size() == 1);
+    {
+        auto t = Task::seize(pid, pid, log, false);
+        REQUIRE(t);
+        REQUIRE((*t)->interrupt());
+        auto r = (*t)->wait_for_stop(std::chrono::milliseconds(200));
+        REQUIRE_FALSE(r);
+        CHECK(r.error().err() == ETIMEDOUT);
+        CHECK(r.error().str().find("state D") != std::string::npos);
+        // Once the vfork child is gone the parent stops, and the Task detaches cleanly.
+        kill((*kids)[0], SIGKILL);
+    }
+    int st;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st));
+    waitpid((*kids)[0], &st, 0);
+}
