@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <memory>
+#include <optional>
 
 #include <fmt/ranges.h>
 
@@ -62,33 +63,41 @@ std::vector<std::string> own_frames(const ThreadBacktrace& t) {
     return out;
 }
 
-}  // namespace
-
-TEST_CASE("criu dump: level_three, level_two, level_one, main from the real dumper's images") {
+// Dumps bt_target started with `args` through the real criu, kills it, and unwinds the
+// images. Empty when this tree has no working `criu dump` yet (the test then warns).
+std::optional<BacktraceReport> dump_and_unwind(const std::vector<std::string>& args, pid_t& pid) {
     if (!criu_built()) {
         WARN("no criu binary in this build tree (" << CRIU_BIN_PATH << "): end-to-end test not run");
-        return;
+        return std::nullopt;
     }
     test::TempDir tmp;
     std::string dir = tmp.file("img");
-    pid_t pid;
     std::string err;
     int rc;
     {
-        test::Target target({"threads"});
+        test::Target target(args);
         pid = target.pid();
         rc = run_criu_dump(pid, dir, tmp.file("criu.out"), err);
     }  // the target is killed here: what follows reads the images only
     INFO("criu dump exit " << rc << ":\n" << err);
     if (rc == 2 && err.find("is not part of criu") != std::string::npos) {
         WARN("criu dump is not implemented yet in this tree: end-to-end test not run");
-        return;
+        return std::nullopt;
     }
     REQUIRE(rc == 0);
-
     auto r = unwind_image_dir(dir);
     INFO((r ? std::string() : r.error().str()));
     REQUIRE(r);
+    return *r;
+}
+
+}  // namespace
+
+TEST_CASE("criu dump: level_three, level_two, level_one, main from the real dumper's images") {
+    pid_t pid = 0;
+    auto r = dump_and_unwind({"threads"}, pid);
+    if (!r)
+        return;
     INFO(backtraces_to_text(*r));
     REQUIRE(r->processes.size() == 1);
     const ProcessBacktrace& p = r->processes[0];
@@ -100,5 +109,19 @@ TEST_CASE("criu dump: level_three, level_two, level_one, main from the real dump
     INFO("main thread: " << fmt::format("{}", fmt::join(names(main_thread), " <- ")));
     REQUIRE(own_frames(main_thread) == std::vector<std::string>{"level_three", "level_two", "level_one", "main"});
     REQUIRE(main_thread.error.empty());
+    REQUIRE(main_thread.frames.at(0).module.find("libc") != std::string::npos);
     REQUIRE(own_frames(worker) == std::vector<std::string>{"worker_inner", "worker_outer", "thread_main"});
+}
+
+TEST_CASE("criu dump: a thread stopped in a handler on its sigaltstack") {
+    pid_t pid = 0;
+    auto r = dump_and_unwind({"altstack"}, pid);
+    if (!r)
+        return;
+    INFO(backtraces_to_text(*r));
+    const ProcessBacktrace& p = r->processes.at(0);
+    REQUIRE(p.error.empty());
+    const ThreadBacktrace& worker = p.threads.at(0).tid == pid ? p.threads.at(1) : p.threads.at(0);
+    REQUIRE(own_frames(worker) ==
+            std::vector<std::string>{"handler_inner", "on_signal", "worker_inner", "worker_outer", "thread_main"});
 }

@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <memory>
 
+#include <unistd.h>
+
 #include "criu/backtrace/backtrace.h"
+#include "criu/core/proc_parse.h"
 #include "test/unit/backtrace/live_images.h"
 #include "test/unit/images/test_util.h"
 
@@ -129,4 +132,25 @@ TEST_CASE("live images: a thread in a signal handler on a sigaltstack unwinds ac
     uint64_t alt_sp = worker.frames[handler].sp, own_sp = worker.frames[frame_index(worker, "worker_inner")].sp;
     REQUIRE((alt_sp > own_sp ? alt_sp - own_sp : own_sp - alt_sp) > 0x10000);
     REQUIRE(backtraces_to_text(report).find("in <signal handler called> (") != std::string::npos);
+}
+
+TEST_CASE("live images: unwinding leaves no descriptor or mapping behind") {
+    auto count = [] {
+        auto fds = list_fds(getpid());
+        REQUIRE(fds);
+        auto maps = read_maps(getpid());
+        REQUIRE(maps);
+        return std::make_pair(fds->size(), maps->size());
+    };
+    test::TempDir tmp;
+    std::string dir = tmp.file("img");
+    {
+        test::Target target({"threads"});
+        REQUIRE(test::write_live_images(target.pid(), dir));
+    }
+    REQUIRE(unwind_image_dir(dir));  // warm up: libraries' lazy state
+    auto before = count();
+    for (int i = 0; i < 5; i++)
+        REQUIRE(unwind_image_dir(dir));
+    REQUIRE(count() == before);
 }
