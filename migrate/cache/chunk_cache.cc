@@ -85,6 +85,7 @@ Expected<std::unique_ptr<ChunkCache>> ChunkCache::open(const std::string& dir, C
     std::unique_ptr<ChunkCache> c(new ChunkCache(dir, opts));
     TRY_VOID_CTX(c->open_dir(), "cache {}", dir);
     TRY_VOID_CTX(c->load_index(), "cache {}", dir);
+    c->closed_ = false;
     if (!opts.read_only && opts.remote)
         c->writer_ = std::thread(&ChunkCache::writer_loop, c.get());
     return c;
@@ -155,6 +156,10 @@ void ChunkCache::apply_journal_record(const JournalRecord& r,
     case JournalOp::drop:
         index_.erase(r.entry.key);
         unconfirmed.erase(r.entry.key);
+        break;
+    case JournalOp::corrupt:
+        if (auto it = index_.find(r.entry.key); it != index_.end())
+            it->second.e.corrupt = true;
         break;
     case JournalOp::commit:
         // Records before a commit point at data that was fdatasync'ed first.
@@ -450,8 +455,12 @@ Status ChunkCache::close() {
     if (opts_.read_only)
         return {};
     std::lock_guard lk(mu_);
-    TRY_VOID(commit_locked());
-    return write_checkpoint_locked();
+    Status st = commit_locked();
+    if (st)
+        st = write_checkpoint_locked();
+    // Whatever happened, this object is done with the directory: let the next owner in.
+    lockfd_.reset();
+    return st;
 }
 
 }  // namespace criu

@@ -191,7 +191,6 @@ private:
     struct Entry {
         IndexEntry e;
         uint32_t pins = 0;
-        bool corrupt = false;
         bool in_evictable = false;
         bool sending = false;  // a write-back of it is in progress
     };
@@ -298,7 +297,9 @@ private:
 
     std::thread writer_;
     bool stop_ = false;
-    bool closed_ = false;
+    // True until open() has succeeded: a cache that failed to open (locked by someone
+    // else, unreadable) must not write a checkpoint over the directory on destruction.
+    bool closed_ = true;
 };
 
 }  // namespace criu

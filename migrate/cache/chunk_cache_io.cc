@@ -15,7 +15,7 @@ Status ChunkCache::check_writable() const {
 }
 
 void ChunkCache::update_evictable(Entry& en) {
-    bool want = !en.e.dirty && en.pins == 0 && !en.corrupt;
+    bool want = !en.e.dirty && en.pins == 0 && !en.e.corrupt;
     if (want == en.in_evictable)
         return;
     if (want)
@@ -73,7 +73,7 @@ void ChunkCache::account_add(const Entry& en) {
         dirty_chunks_++;
         dirty_bytes_ += rec;
     }
-    if (en.corrupt && en.e.dirty)
+    if (en.e.corrupt && en.e.dirty)
         corrupt_dirty_++;
 }
 
@@ -87,7 +87,7 @@ void ChunkCache::account_remove(const Entry& en) {
         dirty_chunks_--;
         dirty_bytes_ -= rec;
     }
-    if (en.corrupt && en.e.dirty)
+    if (en.e.corrupt && en.e.dirty)
         corrupt_dirty_--;
 }
 
@@ -146,7 +146,7 @@ bool ChunkCache::dedup_hit(std::unique_lock<std::mutex>& lk, const ChunkKey& key
                            std::string_view snapshot, bool& dirty) {
     for (;;) {
         auto it = index_.find(key);
-        if (it != index_.end() && !it->second.corrupt) {
+        if (it != index_.end() && !it->second.e.corrupt) {
             counters_.write_hits++;
             counters_.dedup_local_bytes += raw_size;
             touch(it->second);
@@ -278,7 +278,6 @@ Status ChunkCache::store(const ChunkKey& key, const AlignedBuffer& rec, const Re
         if (en->in_evictable)
             evictable_.erase(en->e.seq);
         en->in_evictable = false;
-        en->corrupt = false;
         en->e = e;
     } else {
         en = &index_[key];
@@ -336,15 +335,24 @@ Expected<std::vector<uint8_t>> ChunkCache::read_checked(const Location& loc, Rec
 void ChunkCache::mark_corrupt(const Location& loc, const Error& err) {
     auto it = index_.find(loc.e.key);
     // Only if the entry still points at the copy that failed (not a fresh one).
-    if (it == index_.end() || it->second.corrupt || it->second.e.segment != loc.e.segment ||
+    if (it == index_.end() || it->second.e.corrupt || it->second.e.segment != loc.e.segment ||
         it->second.e.offset != loc.e.offset)
         return;
     account_remove(it->second);
-    it->second.corrupt = true;
+    it->second.e.corrupt = true;
     account_add(it->second);
     update_evictable(it->second);
     counters_.corrupt_chunks++;
     log_warn(err.str());
+    // Recorded so that `criu cache gc` in another process finds it; if the record
+    // cannot be written, the next read or verify finds the damage again.
+    if (!opts_.read_only) {
+        JournalRecord r;
+        r.op = JournalOp::corrupt;
+        r.entry.key = loc.e.key;
+        if (Status st = journal_append(std::span<const JournalRecord>(&r, 1)); !st)
+            log_warn("recording a corrupt chunk: " + st.error().str());
+    }
     cv_.notify_all();  // a flush waiting on this dirty chunk must learn it never will be clean
 }
 
@@ -356,7 +364,7 @@ Expected<ChunkCache::Location> ChunkCache::locate_for_read(const ChunkKey& key) 
         counters_.read_misses++;
         return failf(ENOENT, "chunk {} is not in the cache", key.short_hex());
     }
-    if (it->second.corrupt) {
+    if (it->second.e.corrupt) {
         counters_.read_misses++;
         return failf(EIO, "chunk {} is corrupt in the cache ({} offset {}); it is not served", key.short_hex(),
                      SegmentFile::file_name(it->second.e.segment), it->second.e.offset);
@@ -404,7 +412,7 @@ std::optional<ChunkInfo> ChunkCache::info(const ChunkKey& key) const {
     if (it == index_.end())
         return std::nullopt;
     const Entry& en = it->second;
-    return ChunkInfo{en.e.dirty, en.corrupt, en.pins, en.e.segment, en.e.offset, en.e.raw_size, en.e.stored_size};
+    return ChunkInfo{en.e.dirty, en.e.corrupt, en.pins, en.e.segment, en.e.offset, en.e.raw_size, en.e.stored_size};
 }
 
 Status ChunkCache::pin_snapshot(const std::string& name, std::span<const ChunkKey> keys) {
@@ -424,7 +432,7 @@ Status ChunkCache::pin_snapshot(const std::string& name, std::span<const ChunkKe
     const ChunkKey* first_missing = nullptr;
     for (const auto& k : m.keys) {
         auto it = index_.find(k);
-        if (it == index_.end() || it->second.corrupt) {
+        if (it == index_.end() || it->second.e.corrupt) {
             if (!missing++)
                 first_missing = &k;
         }

@@ -201,7 +201,7 @@ Status ChunkCache::relocate(uint32_t segment) {
             log_warn(fmt::format("chunk {} ({} offset {}) dropped during compaction{}: {}", key.short_hex(),
                                  from->name(), offset, en.e.dirty ? " before write-back" : "",
                                  st.error().str()));
-            if (!en.corrupt)
+            if (!en.e.corrupt)
                 counters_.corrupt_chunks++;
             TRY_VOID(drop_entry(key));
             continue;
@@ -214,14 +214,13 @@ Status ChunkCache::relocate(uint32_t segment) {
         IndexEntry e = en.e;
         e.segment = to;
         e.offset = r.offset;
+        e.corrupt = false;  // it just passed every check
         JournalRecord jr;
         jr.op = JournalOp::add;
         jr.entry = e;
         TRY_VOID(journal_append(std::span<const JournalRecord>(&jr, 1)));
         account_remove(en);
-        en.e.segment = to;
-        en.e.offset = r.offset;
-        en.corrupt = false;
+        en.e = e;
         account_add(en);
         update_evictable(en);
         counters_.relocated_bytes += rec;
@@ -237,7 +236,7 @@ Expected<GcReport> ChunkCache::gc(uint64_t target_live_bytes) {
     rep.disk_bytes_before = disk_bytes_;
     std::vector<ChunkKey> corrupt;
     for (const auto& [key, en] : index_)
-        if (en.corrupt)
+        if (en.e.corrupt)
             corrupt.push_back(key);
     for (const auto& key : corrupt) {
         const Entry& en = index_.at(key);

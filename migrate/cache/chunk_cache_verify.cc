@@ -17,7 +17,7 @@ VerifyReport ChunkCache::verify() {
         std::lock_guard lk(mu_);
         items.reserve(index_.size());
         for (const auto& [key, en] : index_)
-            items.push_back({Location{segments_.at(en.e.segment).file, en.e}, en.corrupt});
+            items.push_back({Location{segments_.at(en.e.segment).file, en.e}, en.e.corrupt});
 
         // Index consistency: the accounting matches the entries, no two records
         // overlap, every record lies inside its segment, every pin is backed.
@@ -46,7 +46,7 @@ VerifyReport ChunkCache::verify() {
             if (want != en.pins)
                 rep.problems.push_back(
                     fmt::format("chunk {}: {} pins counted, snapshots name it {} times", key.short_hex(), en.pins, want));
-            bool evictable = !en.e.dirty && en.pins == 0 && !en.corrupt;
+            bool evictable = !en.e.dirty && en.pins == 0 && !en.e.corrupt;
             if (evictable != en.in_evictable)
                 rep.problems.push_back(fmt::format("chunk {}: eviction list out of step", key.short_hex()));
         }
@@ -121,7 +121,7 @@ CacheStats ChunkCache::stats() const {
             s.pinned_chunks++;
             s.pinned_bytes += record_bytes(en.e.stored_size);
         }
-        s.corrupt_chunks += en.corrupt;
+        s.corrupt_chunks += en.e.corrupt;
     }
     return s;
 }

@@ -36,7 +36,7 @@ Status ChunkCache::write_back(std::span<const ChunkKey> keys, std::vector<uint8_
         {
             std::lock_guard lk(mu_);
             auto it = index_.find(keys[i]);
-            if (it == index_.end() || it->second.corrupt)
+            if (it == index_.end() || it->second.e.corrupt)
                 continue;
             loc = Location{segments_.at(it->second.e.segment).file, it->second.e};
         }
@@ -108,7 +108,7 @@ void ChunkCache::writer_loop() {
             auto it = index_.find(k);
             // The queue may hold keys since cleaned, dropped or claimed by a
             // writethrough put: skip those.
-            if (it == index_.end() || !it->second.e.dirty || it->second.corrupt || it->second.sending)
+            if (it == index_.end() || !it->second.e.dirty || it->second.e.corrupt || it->second.sending)
                 continue;
             it->second.sending = true;
             batch.push_back(k);
@@ -125,7 +125,7 @@ void ChunkCache::writer_loop() {
             if (it == index_.end())
                 continue;
             it->second.sending = false;
-            if (it->second.e.dirty && !it->second.corrupt)
+            if (it->second.e.dirty && !it->second.e.corrupt)
                 dirty_queue_.push_back(k);
         }
         cv_.notify_all();
@@ -151,7 +151,7 @@ Status ChunkCache::write_through(const ChunkKey& key) {
             auto it = index_.find(key);
             if (it == index_.end())
                 return failf(ENOENT, "writethrough: chunk {} vanished", key.short_hex());
-            if (it->second.corrupt)
+            if (it->second.e.corrupt)
                 return failf(EIO, "writethrough: chunk {} is corrupt in the cache", key.short_hex());
             if (!it->second.e.dirty)
                 return {};
@@ -168,7 +168,7 @@ Status ChunkCache::write_through(const ChunkKey& key) {
     auto it = index_.find(key);
     if (it != index_.end()) {
         it->second.sending = false;
-        if (it->second.e.dirty && !it->second.corrupt) {
+        if (it->second.e.dirty && !it->second.e.corrupt) {
             dirty_queue_.push_back(key);  // the writer keeps trying in the background
             if (st)
                 st = failf(EIO, "chunk {} could not be read for writing through", key.short_hex());

@@ -28,6 +28,7 @@ void encode_record(ByteWriter& w, const JournalRecord& r) {
         break;
     case JournalOp::clean:
     case JournalOp::drop:
+    case JournalOp::corrupt:
         w.key(r.entry.key);
         break;
     case JournalOp::commit:
@@ -66,6 +67,7 @@ std::string decode_record(std::span<const uint8_t> all, size_t at, JournalRecord
         break;
     case JournalOp::clean:
     case JournalOp::drop:
+    case JournalOp::corrupt:
         ok = rd.key(r.entry.key);
         break;
     case JournalOp::commit:
@@ -88,17 +90,18 @@ void write_entry(ByteWriter& w, const IndexEntry& e) {
     w.u64(e.offset);
     w.u32(e.stored_size);
     w.u32(e.raw_size);
-    w.u8(e.dirty ? 1 : 0);
+    w.u8((e.dirty ? 1 : 0) | (e.corrupt ? 2 : 0));
     w.u64(e.seq);
 }
 
 bool read_entry(ByteReader& r, IndexEntry& e) {
-    uint8_t dirty = 0;
+    uint8_t flags = 0;
     if (!(r.key(e.key) && r.u32(e.segment) && r.u64(e.offset) && r.u32(e.stored_size) &&
-          r.u32(e.raw_size) && r.u8(dirty) && r.u64(e.seq)))
+          r.u32(e.raw_size) && r.u8(flags) && r.u64(e.seq)))
         return false;
-    e.dirty = dirty != 0;
-    return dirty <= 1;
+    e.dirty = flags & 1;
+    e.corrupt = flags & 2;
+    return flags <= 3;
 }
 
 void write_counters(ByteWriter& w, const CacheCounters& c) {

@@ -31,7 +31,8 @@ struct IndexEntry {
     uint64_t offset = 0;
     uint32_t stored_size = 0;
     uint32_t raw_size = 0;
-    bool dirty = false;  // not yet acknowledged by the remote
+    bool dirty = false;    // not yet acknowledged by the remote
+    bool corrupt = false;  // failed a check: never served, dropped by gc
     uint64_t seq = 0;    // eviction order: last use (LRU) or insertion (FIFO)
 };
 void write_entry(ByteWriter& w, const IndexEntry& e);
@@ -46,6 +47,7 @@ enum class JournalOp : uint8_t {
     clean = 2,   // key: the remote acknowledged it
     drop = 3,    // key: evicted, or dropped as corrupt
     commit = 4,  // counters + next segment id: everything before is durable
+    corrupt = 5, // key: its record failed a check (so that gc in another process knows)
 };
 
 struct JournalRecord {
