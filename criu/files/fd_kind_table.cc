@@ -41,16 +41,11 @@ const FdKindOps kTable[] = {
             [](const FdView& v) { return socket_domain(v) == AF_NETLINK; }, "netlink socket (not supported yet)"),
     refused("socket", std::nullopt, [](const FdView& v) { return S_ISSOCK(v.st.st_mode); },
             "socket of an unsupported address family"),
-    refused("eventfd", images::FD_EVENTFD, [](const FdView& v) { return link_is(v, "anon_inode:[eventfd]"); },
-            "eventfd (not supported yet)"),
-    refused("epoll", images::FD_EPOLL, [](const FdView& v) { return link_is(v, "anon_inode:[eventpoll]"); },
-            "epoll instance (not supported yet)"),
-    refused("signalfd", images::FD_SIGNALFD, [](const FdView& v) { return link_is(v, "anon_inode:[signalfd]"); },
-            "signalfd (not supported yet)"),
-    refused("timerfd", images::FD_TIMERFD, [](const FdView& v) { return link_is(v, "anon_inode:[timerfd]"); },
-            "timerfd (not supported yet)"),
-    refused("inotify", images::FD_INOTIFY, [](const FdView& v) { return link_is(v, "anon_inode:inotify"); },
-            "inotify instance (not supported yet)"),
+    kEventfdKind,
+    kEpollKind,
+    kSignalfdKind,
+    kTimerfdKind,
+    kInotifyKind,
     refused("fanotify", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:[fanotify]"); },
             "fanotify instance (not supported yet)"),
     refused("pidfd", images::FD_PIDFD, [](const FdView& v) { return link_is(v, "anon_inode:[pidfd]"); },
@@ -65,10 +60,7 @@ const FdKindOps kTable[] = {
             "perf events cannot be checkpointed"),
     refused("anon inode", std::nullopt, [](const FdView& v) { return link_starts(v, "anon_inode:"); },
             "this kind of anonymous-inode file is not supported"),
-    // memfd_create() files are shmem files unlinked from birth, named "/memfd:NAME (deleted)".
-    refused("memfd", images::FD_MEMFD,
-            [](const FdView& v) { return S_ISREG(v.st.st_mode) && v.st.st_nlink == 0 && link_starts(v, "/memfd:"); },
-            "memfd (not supported yet)"),
+    kMemfdKind,  // before regular files: a memfd is a regular file named "/memfd:NAME (deleted)"
     // Namespace files (nsfs, regular inodes) read "net:[4026531840]"; they are not paths.
     refused("namespace", std::nullopt,
             [](const FdView& v) {
@@ -123,6 +115,26 @@ Status validate_path(const std::string& path) {
         return failf(EINVAL, "path \"{}\" contains a NUL byte", path.substr(0, path.find('\0')));
     if (path.size() >= PATH_MAX)
         return failf(ENAMETOOLONG, "path of {} bytes is longer than PATH_MAX", path.size());
+    return {};
+}
+
+Status validate_anon_flags(uint32_t flags, uint32_t access_mode) {
+    if (flags & ~kAnonFlagsAllowed)
+        return failf(EINVAL, "open flags 0{:o} have bits 0{:o} this kind of file cannot have", flags,
+                     flags & ~kAnonFlagsAllowed);
+    if ((flags & O_ACCMODE) != access_mode)
+        return failf(EINVAL, "open flags 0{:o} have access mode {}, this kind of file is always created with {}",
+                     flags, flags & O_ACCMODE, access_mode);
+    return {};
+}
+
+Status set_status_flags(int fd, uint32_t flags) {
+    int want = static_cast<int>(flags & (O_NONBLOCK | O_ASYNC));
+    int cur = fcntl(fd, F_GETFL);
+    if (cur < 0)
+        return fail_errno("F_GETFL");
+    if ((cur & (O_NONBLOCK | O_ASYNC)) != want && fcntl(fd, F_SETFL, (cur & ~(O_NONBLOCK | O_ASYNC)) | want) != 0)
+        return fail_errno("F_SETFL 0{:o}", want);
     return {};
 }
 

@@ -1,5 +1,6 @@
 // The table of fd kinds. Each kind has its dump half and its restore half side by side, in one
-// file (kind_reg.cc, kind_pipe.cc, kind_chr.cc); adding a kind (eventfd, unix socket, ...) is
+// file (kind_reg.cc, kind_pipe.cc, kind_chr.cc, kind_eventfd.cc, kind_epoll.cc, kind_signalfd.cc,
+// kind_timerfd.cc, kind_inotify.cc, kind_memfd.cc); adding a kind (eventfd, unix socket, ...) is
 // that file, one schema message in images/proto/files.proto, one line in the table in
 // fd_kind_table.cc and one test. Kinds not supported yet are table lines with a refusal only.
 #pragma once
@@ -12,6 +13,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "criu/core/error.h"
 #include "criu/core/log.h"
@@ -33,6 +35,7 @@ struct KindDumpContext {
     uint32_t file_id;  // id of the FileEntry being filled
     std::map<InodeKey, images::PipeData>& pipe_data;
     std::map<InodeKey, std::string>& ghosts;  // deleted file -> its ghost file name
+    std::map<InodeKey, std::string>& memfds;  // memfd -> the file holding its content
 };
 
 struct PipeObject {
@@ -53,9 +56,16 @@ struct KindRestoreContext {
     const std::set<uint32_t>& first_pipe_ends;
     std::map<InodeKey, PipeObject> pipes;
     std::map<std::string, UniqueFd> ghosts;  // ghost file name -> the recreated, unlinked inode
+    std::map<InodeKey, UniqueFd> memfds;     // dumped (dev, ino) -> the recreated memfd
 
     // Moves `fd` to the lowest free number >= high_fd (close-on-exec).
     Expected<UniqueFd> to_high(UniqueFd fd) const;
+};
+
+// The fds of one process that an entry names (an epoll's targets), by number.
+struct FdRefs {
+    pid_t pid = 0;
+    std::vector<int> fds;
 };
 
 struct FdKindOps {
@@ -70,11 +80,21 @@ struct FdKindOps {
     Status (*dump)(KindDumpContext&, const FdView&, images::FileEntry&) = nullptr;
     // Hostile-image checks of one entry; the caller adds file and record to the message.
     Status (*validate)(const images::FileEntry&) = nullptr;
+    // Checks of files the entry keeps in the image directory (a ghost file, a memfd's content),
+    // so that a missing one stops the restore before anything exists. May be null.
+    Status (*validate_at)(int images_dirfd, const images::FileEntry&) = nullptr;
     // Key of the object that several entries of this kind may share ("pipe:dev:ino", a ghost
     // file name); entries with one key must be restored in one process or prepared in criu.
     std::string (*group)(const images::FileEntry&) = nullptr;
     // Creates an open file description equal to the dumped one: flags, offset, data.
     Expected<UniqueFd> (*open)(KindRestoreContext&, const images::FileEntry&) = nullptr;
+    // Kinds whose state names other fds of one process (an epoll's targets). `refs` says which;
+    // FilesRestorer::load checks that this process restores the entry and has those fds, and
+    // refuses reference cycles. `late_restore` then runs inside that process after all of its
+    // fds are installed, with `fd` the entry's description; an entry that names another late
+    // entry (an epoll watching an epoll) runs after it. Both null for other kinds.
+    FdRefs (*refs)(const images::FileEntry&) = nullptr;
+    Status (*late_restore)(KindRestoreContext&, const images::FileEntry&, int fd) = nullptr;
 };
 
 // The kind of a dumped fd; the table ends with a catch-all refusal, so there always is one.
@@ -95,10 +115,29 @@ Status validate_path(const std::string& path);
 // flag is put back by dup3 when the fd is installed).
 int open_flags(uint32_t dumped);
 
+// Anonymous-inode files (eventfd, epoll, signalfd, timerfd, inotify) are created with a fixed
+// access mode; what the process can change afterwards is what F_SETFL changes.
+inline constexpr uint32_t kAnonFlagsAllowed = O_ACCMODE | O_NONBLOCK | O_ASYNC | kKernelOLargefile;
+Status validate_anon_flags(uint32_t flags, uint32_t access_mode);
+// Dumped flags minus O_CLOEXEC (the fd flag lives in FdEntry).
+inline uint32_t description_flags(const FdView& v) { return v.flags & ~uint32_t(O_CLOEXEC); }
+// Puts back O_NONBLOCK and O_ASYNC of a freshly created anonymous-inode file.
+Status set_status_flags(int fd, uint32_t flags);
+
+// The memfd (the object, not a description) of a FD_MEMFD entry, created on first use and kept
+// in `c.memfds`; the returned fd belongs to the context.
+Expected<int> memfd_object(KindRestoreContext& c, const images::FileEntry& e);
+
 extern const FdKindOps kRegFileKind;
 extern const FdKindOps kPipeKind;
 extern const FdKindOps kFifoKind;
 extern const FdKindOps kCharDevKind;
 extern const FdKindOps kTtyKind;
+extern const FdKindOps kEventfdKind;
+extern const FdKindOps kEpollKind;
+extern const FdKindOps kSignalfdKind;
+extern const FdKindOps kTimerfdKind;
+extern const FdKindOps kInotifyKind;
+extern const FdKindOps kMemfdKind;
 
 }  // namespace criu

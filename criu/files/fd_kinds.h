@@ -6,18 +6,21 @@
 //               created, then restore_process_fds() inside each restored process.
 //
 // Image files: files.img (one FileEntry per open file description, shared descriptions once),
-// fdinfo-<pid>.img (one FdEntry per fd), pipes-data.img (unread pipe/FIFO data), and one raw
-// ghost file per deleted regular file (its name is in RegFile.ghost_file).
+// fdinfo-<pid>.img (one FdEntry per fd), pipes-data.img (unread pipe/FIFO data), one raw
+// ghost file per deleted regular file (its name is in RegFile.ghost_file) and one sparse raw
+// file per memfd with its content (MemfdFile.content_file).
 #pragma once
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "criu/core/error.h"
 #include "criu/core/log.h"
 #include "criu/core/options.h"
+#include "criu/core/unique_fd.h"
 
 namespace criu {
 
@@ -65,7 +68,12 @@ class FilesRestorerState;
 //      fr.restore_process_fds(pid, opts, log). Installs every fd at its number with its
 //      FD_CLOEXEC, offset and flags, closes every other fd <= max_target_fd(pid), and closes
 //      every fd this FilesRestorer held (in this process) so none leaks into the target.
+//      Entries that name other fds of the process (an epoll's targets) are completed last,
+//      once every fd of the process is installed.
 // cwd and root (FsInfo) are left to the restorer.
+//
+// Memfds both mapped and open: the memory restorer must map the same object the fds get, or
+// the process would see two memfds. memfd_for(dev, ino) gives it (see there).
 class FilesRestorer {
 public:
     static Expected<FilesRestorer> load(int images_dirfd, const std::vector<pid_t>& pids, Log& log);
@@ -79,6 +87,18 @@ public:
     int max_target_fd(pid_t pid) const;
     // Highest fd number over all processes; fds held by this object live above it.
     int max_target_fd() const;
+
+    // The memfd that fds of the dump refer to whose (st_dev, st_ino) at dump time were
+    // (dev, ino): the identity a VMA of that memfd has in mm.img (dev as makedev() of the
+    // major:minor of /proc/PID/maps, ino = its inode). Returns a new fd (close-on-exec, above
+    // max_target_fd()) on the ONE object every fd of the dump on that memfd gets: created on the
+    // first call (or by prepare_shared) with its name, size, content, mode and seals already in
+    // place, so a mapping of it needs no page filling, must not resize it, and cannot be
+    // writable-shared if F_SEAL_WRITE is among its seals (nor could the dumped one). An empty
+    // UniqueFd if no fd of the dump refers to that memfd (it was only mapped): the caller makes
+    // its own then. Call it in criu before forking the process that holds the fds (the object
+    // is inherited), or in that process before restore_process_fds(); the caller owns the fd.
+    Expected<UniqueFd> memfd_for(uint64_t dev, uint64_t ino, Log& log);
 
     Status prepare_shared(Log& log);
     Status restore_process_fds(pid_t pid, const Options& opts, Log& log);

@@ -56,9 +56,6 @@ Expected<std::vector<int>> list_target_fds(pid_t pid) {
     return fds;
 }
 
-namespace {
-
-// The value of "key:\t..." in fdinfo text, or an empty view.
 std::string_view fdinfo_field(std::string_view text, std::string_view key) {
     size_t at = 0;
     while (at < text.size()) {
@@ -77,14 +74,31 @@ std::string_view fdinfo_field(std::string_view text, std::string_view key) {
     return {};
 }
 
-Expected<std::string> read_small_file(const std::string& path) {
-    UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd)
+std::string_view fdinfo_token(std::string_view line, std::string_view key) {
+    for (size_t at = line.find(key); at != std::string_view::npos; at = line.find(key, at + 1)) {
+        size_t colon = at + key.size();
+        // "ino:" must not match inside "fhandle-ino:" or another key ending in it.
+        if ((at != 0 && line[at - 1] != ' ' && line[at - 1] != '\t') || colon >= line.size() || line[colon] != ':')
+            continue;
+        std::string_view rest = line.substr(colon + 1);
+        while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t'))
+            rest.remove_prefix(1);
+        return rest.substr(0, rest.find_first_of(" \t"));
+    }
+    return {};
+}
+
+Expected<std::string> read_fdinfo(pid_t pid, int fd, bool* truncated) {
+    std::string path = fmt::format("/proc/{}/fdinfo/{}", pid, fd);
+    UniqueFd f(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!f)
         return fail_errno("open {}", path);
     std::string out;
-    char buf[4096];
+    char buf[65536];
+    if (truncated)
+        *truncated = false;
     for (;;) {
-        ssize_t n = read(fd.get(), buf, sizeof buf);
+        ssize_t n = read(f.get(), buf, sizeof buf);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -92,14 +106,16 @@ Expected<std::string> read_small_file(const std::string& path) {
         if (n == 0)
             break;
         out.append(buf, static_cast<size_t>(n));
-        // fdinfo of an epoll or inotify fd grows with its entries; we only need the header.
-        if (out.size() > (1u << 20))
+        // fdinfo of an epoll or inotify fd grows with its entries.
+        if (out.size() > kMaxFdinfoSize) {
+            out.resize(kMaxFdinfoSize);
+            if (truncated)
+                *truncated = true;
             break;
+        }
     }
     return out;
 }
-
-}  // namespace
 
 Expected<FdView> inspect_target_fd(int pidfd, pid_t pid, int fd) {
     FdView v;
@@ -122,7 +138,7 @@ Expected<FdView> inspect_target_fd(int pidfd, pid_t pid, int fd) {
         return failf(ENAMETOOLONG, "{}: the path of the file is longer than PATH_MAX", v.where());
     v.link.assign(buf, static_cast<size_t>(n));
 
-    v.fdinfo = TRY_CTX(read_small_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd)), "{}", v.where());
+    v.fdinfo = TRY_CTX(read_fdinfo(pid, fd, &v.fdinfo_truncated), "{}", v.where());
     std::string_view pos = fdinfo_field(v.fdinfo, "pos");
     std::string_view flags = fdinfo_field(v.fdinfo, "flags");
     std::string_view mnt = fdinfo_field(v.fdinfo, "mnt_id");

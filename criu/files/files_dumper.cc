@@ -66,6 +66,7 @@ public:
     std::multimap<InodeKey, Seen> seen;
     std::map<InodeKey, images::PipeData> pipe_data;
     std::map<InodeKey, std::string> ghosts;
+    std::map<InodeKey, std::string> memfds;
     uint32_t next_id = 1;
     bool finished = false;
 };
@@ -109,7 +110,7 @@ Status FilesDumper::dump_process_fds(pid_t pid, const Options& opts, Log& log, i
             images::FileEntry e;
             e.set_id(s.next_id++);
             e.set_kind(*k.kind);
-            KindDumpContext ctx{opts, log, images_dirfd, e.id(), s.pipe_data, s.ghosts};
+            KindDumpContext ctx{opts, log, images_dirfd, e.id(), s.pipe_data, s.ghosts, s.memfds};
             TRY_VOID_CTX(k.dump(ctx, v, e), "dumping {} {}", k.name, v.link);
             s.seen.emplace(key, FilesDumperState::Seen{pid, fd, e.id(), e.kind()});
             fe.set_kind(e.kind());

@@ -54,11 +54,14 @@ public:
     UniqueFd tty;
     bool prepared = false;
     std::map<uint32_t, UniqueFd> held;  // descriptions opened by prepare_shared
-    KindRestoreContext ctx{nullptr, -1, -1, 0, pipe_data, first_pipe_ends, {}, {}};
+    // Per pid: entries with FdKindOps::late_restore that pid runs, referenced ones first.
+    std::map<pid_t, std::vector<uint32_t>> late_order;
+    KindRestoreContext ctx{nullptr, -1, -1, 0, pipe_data, first_pipe_ends, {}, {}, {}};
 
     Status load_files(Log& log);
     Status load_pipe_data();
     Status load_fdinfo(pid_t pid);
+    Status check_refs();
     bool shared(uint32_t id) const { return group_pids.at(group_of.at(id)).size() > 1; }
 };
 
@@ -76,15 +79,8 @@ Status FilesRestorerState::load_files(Log& log) {
         if (!k)
             return failf(ENOTSUP, "{}: kind {} cannot be restored", where, images::FdKind_Name(e.kind()));
         TRY_VOID_CTX(k->validate(e), "{}", where);
-        if (e.kind() == images::FD_REG && e.reg().deleted()) {
-            // Checked now, so that a missing ghost stops the restore before anything exists.
-            struct stat st;
-            if (fstatat(dirfd.get(), e.reg().ghost_file().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-                return fail_errno("{}: ghost file {}", where, e.reg().ghost_file());
-            if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != e.reg().size())
-                return failf(EINVAL, "{}: ghost file {} holds {} bytes, {} expected", where, e.reg().ghost_file(),
-                             st.st_size, e.reg().size());
-        }
+        if (k->validate_at)
+            TRY_VOID_CTX(k->validate_at(dirfd.get(), e), "{}", where);
         if (e.kind() == images::FD_PIPE) {
             auto key = std::make_pair(InodeKey{e.pipe().dev(), e.pipe().pipe_ino()}, e.pipe().write_end());
             auto [it, fresh] = first_end.emplace(key, e.id());
@@ -155,6 +151,65 @@ Status FilesRestorerState::load_fdinfo(pid_t pid) {
     return {};
 }
 
+Status FilesRestorerState::check_refs() {
+    std::map<pid_t, std::map<int, uint32_t>> id_at;  // pid -> fd -> file id
+    std::set<uint32_t> used;                          // entries the loaded processes restore
+    for (const auto& [pid, list] : fds)
+        for (const auto& fe : list) {
+            id_at[pid][fe.fd()] = fe.file_id();
+            used.insert(fe.file_id());
+        }
+    std::map<uint32_t, std::vector<uint32_t>> deps;  // late entry -> late entries it names, same pid
+    std::map<pid_t, std::vector<uint32_t>> late;
+    for (const auto& [id, e] : files) {
+        const FdKindOps* k = ops.at(id);
+        if (!k->refs || !used.contains(id))
+            continue;
+        FdRefs r = k->refs(e);
+        std::string where = fmt::format("files.img file id {} ({})", id, k->name);
+        auto at = id_at.find(r.pid);
+        if (at == id_at.end())
+            return failf(EINVAL, "{}: names fds of pid {}, which is not being restored", where, r.pid);
+        bool holds = std::any_of(at->second.begin(), at->second.end(), [&](const auto& f) { return f.second == id; });
+        if (!holds)
+            return failf(EINVAL, "{}: names fds of pid {}, which does not have it open", where, r.pid);
+        for (int fd : r.fds) {
+            auto t = at->second.find(fd);
+            if (t == at->second.end())
+                return failf(EINVAL, "{}: refers to fd {}, which pid {} does not have", where, fd, r.pid);
+            if (t->second == id)
+                return failf(EINVAL, "{}: refers to fd {}, which is itself", where, fd);
+            const images::FileEntry& target = files.at(t->second);
+            const FdKindOps* tk = ops.at(t->second);
+            if (tk->late_restore && tk->refs(target).pid == r.pid)
+                deps[id].push_back(t->second);
+        }
+        late[r.pid].push_back(id);
+    }
+    // Depth-first, referenced entries first; an entry met again while being visited is a cycle
+    // (epoll A watching B watching A), which the kernel refuses (ELOOP) and no dump can have.
+    for (const auto& [pid, ids] : late) {
+        std::map<uint32_t, int> state;  // 1: being visited, 2: done
+        std::vector<uint32_t>& order = late_order[pid];
+        auto visit = [&](auto&& self, uint32_t id) -> Status {
+            if (state[id] == 2)
+                return {};
+            if (state[id] == 1)
+                return failf(ELOOP, "files.img file id {} ({}) is part of a cycle of references in pid {}", id,
+                             ops.at(id)->name, pid);
+            state[id] = 1;
+            for (uint32_t d : deps[id])
+                TRY_VOID(self(self, d));
+            state[id] = 2;
+            order.push_back(id);
+            return {};
+        };
+        for (uint32_t id : ids)
+            TRY_VOID(visit(visit, id));
+    }
+    return {};
+}
+
 Expected<FilesRestorer> FilesRestorer::load(int images_dirfd, const std::vector<pid_t>& pids, Log& log) {
     auto st = std::make_unique<FilesRestorerState>();
     st->dirfd.reset(fcntl(images_dirfd, F_DUPFD_CLOEXEC, 0));
@@ -164,6 +219,7 @@ Expected<FilesRestorer> FilesRestorer::load(int images_dirfd, const std::vector<
     TRY_VOID(st->load_pipe_data());
     for (pid_t pid : pids)
         TRY_VOID_CTX(st->load_fdinfo(pid), "pid {}", pid);
+    TRY_VOID(st->check_refs());
 
     // Everything held from now on lives above every target fd, where installing cannot hit it.
     int high = std::max(st->max_fd + 1, 3);
@@ -192,6 +248,21 @@ int FilesRestorer::max_target_fd(pid_t pid) const {
 }
 
 int FilesRestorer::max_target_fd() const { return st_->max_fd; }
+
+Expected<UniqueFd> FilesRestorer::memfd_for(uint64_t dev, uint64_t ino, Log& log) {
+    auto& s = *st_;
+    for (const auto& [id, e] : s.files) {
+        if (e.kind() != images::FD_MEMFD || e.memfd().dev() != dev || e.memfd().ino() != ino)
+            continue;
+        s.ctx.log = &log;
+        int obj = TRY_CTX(memfd_object(s.ctx, e), "memfd of file id {}", id);
+        UniqueFd fd(fcntl(obj, F_DUPFD_CLOEXEC, s.ctx.high_fd));
+        if (!fd)
+            return fail_errno("memfd \"{}\": F_DUPFD_CLOEXEC above fd {}", e.memfd().name(), s.ctx.high_fd);
+        return fd;
+    }
+    return UniqueFd();
+}
 
 Status FilesRestorer::prepare_shared(Log& log) {
     auto& s = *st_;
@@ -247,6 +318,16 @@ Status FilesRestorer::restore_process_fds(pid_t pid, const Options&, Log& log) {
                               fe.file_id());
         next = fe.fd() + 1;
     }
+    // Entries that name other fds of this process (an epoll's targets) now that all are there.
+    if (auto late = s.late_order.find(pid); late != s.late_order.end()) {
+        for (uint32_t id : late->second) {
+            auto h = s.held.find(id);
+            int fd = h != s.held.end() ? h->second.get() : local.at(id).get();
+            auto fe = std::find_if(list.begin(), list.end(), [&](const auto& f) { return f.file_id() == id; });
+            TRY_VOID_CTX(s.ops.at(id)->late_restore(s.ctx, s.files.at(id), fd), "pid {} fd {}: restoring {} (file id {})",
+                         pid, fe->fd(), s.ops.at(id)->name, id);
+        }
+    }
     log.info("files", "pid {}: restored {} fds", pid, list.size());
 
     // This is a forked copy of criu becoming the target: nothing held here may leak into it.
@@ -254,6 +335,7 @@ Status FilesRestorer::restore_process_fds(pid_t pid, const Options&, Log& log) {
     s.held.clear();
     s.ctx.pipes.clear();
     s.ctx.ghosts.clear();
+    s.ctx.memfds.clear();
     s.tty.reset();
     s.dirfd.reset();
     s.ctx.tty_fd = -1;

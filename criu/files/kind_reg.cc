@@ -116,6 +116,19 @@ Status validate_reg(const images::FileEntry& e) {
     return {};
 }
 
+// Checked at load, so that a missing ghost stops the restore before anything exists.
+Status validate_reg_at(int dirfd, const images::FileEntry& e) {
+    const auto& r = e.reg();
+    if (!r.deleted())
+        return {};
+    struct stat st;
+    if (fstatat(dirfd, r.ghost_file().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return fail_errno("ghost file {}", r.ghost_file());
+    if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != r.size())
+        return failf(EINVAL, "ghost file {} holds {} bytes, {} expected", r.ghost_file(), st.st_size, r.size());
+    return {};
+}
+
 std::string group_reg(const images::FileEntry& e) {
     return e.reg().deleted() ? "ghost:" + e.reg().ghost_file() : std::string();
 }
@@ -195,6 +208,7 @@ const FdKindOps kRegFileKind{
     .precheck = precheck_reg,
     .dump = dump_reg,
     .validate = validate_reg,
+    .validate_at = validate_reg_at,
     .group = group_reg,
     .open = open_reg,
 };

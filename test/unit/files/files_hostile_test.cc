@@ -3,7 +3,12 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 
 #include <fmt/format.h>
 
@@ -141,11 +146,214 @@ TEST_CASE("hostile files images are refused with file, record and value named") 
         CHECK_THAT(h.load(), Catch::Contains("/tmp/x: ghost file name \"../../etc/passwd\" is not a plain file name"));
     }
     SECTION("a kind that cannot be restored") {
-        h.files[0].set_kind(images::FD_EVENTFD);
-        CHECK_THAT(h.load(), Catch::Contains("files.img record 1 (file id 1): kind FD_EVENTFD cannot be restored"));
+        h.files[0].set_kind(images::FD_PIDFD);
+        CHECK_THAT(h.load(), Catch::Contains("files.img record 1 (file id 1): kind FD_PIDFD cannot be restored"));
     }
     SECTION("duplicate file id") {
         h.files[1].set_id(1);
         CHECK_THAT(h.load(), Catch::Contains("files.img record 2 (file id 1): file id 1 is a duplicate"));
+    }
+}
+
+namespace {
+
+images::FileEntry entry(uint32_t id, images::FdKind kind) {
+    images::FileEntry e;
+    e.set_id(id);
+    e.set_kind(kind);
+    return e;
+}
+
+// A valid image set with one of each new kind, on top of HostileImages: eventfd (fd 4),
+// timerfd (5), signalfd (6), epoll (7) watching the pipe (3) and the eventfd, inotify (8) and
+// memfd (9) whose content file is written by load().
+struct HostileKinds : HostileImages {
+    std::string memfd_content = "memfd!";
+
+    HostileKinds() {
+        auto ev = entry(3, images::FD_EVENTFD);
+        ev.mutable_eventfd()->set_flags(O_RDWR);
+        ev.mutable_eventfd()->set_counter(42);
+        add(4, ev);
+        auto t = entry(4, images::FD_TIMERFD);
+        t.mutable_timerfd()->set_flags(O_RDWR);
+        t.mutable_timerfd()->set_clockid(CLOCK_MONOTONIC);
+        t.mutable_timerfd()->set_value_sec(3);
+        add(5, t);
+        auto s = entry(5, images::FD_SIGNALFD);
+        s.mutable_signalfd()->set_flags(O_RDWR);
+        s.mutable_signalfd()->set_mask(1u << (SIGUSR1 - 1));
+        add(6, s);
+        auto ep = entry(6, images::FD_EPOLL);
+        ep.mutable_epoll()->set_flags(O_RDWR);
+        ep.mutable_epoll()->set_owner_pid(kPid);
+        add_target(ep, 3, 0x11);
+        add_target(ep, 4, 0x22);
+        add(7, ep);
+        auto in = entry(7, images::FD_INOTIFY);
+        auto* w = in.mutable_inotify()->add_watches();
+        w->set_wd(1);
+        w->set_mask(IN_CREATE);
+        w->set_path("/tmp");
+        add(8, in);
+        auto m = entry(8, images::FD_MEMFD);
+        m.mutable_memfd()->set_name("m");
+        m.mutable_memfd()->set_flags(O_RDWR);
+        m.mutable_memfd()->set_size(memfd_content.size());
+        m.mutable_memfd()->set_seals(F_SEAL_GROW);
+        m.mutable_memfd()->set_content_file("memfd-8.raw");
+        add(9, m);
+    }
+
+    void add(int fd, const images::FileEntry& e) {
+        files.push_back(e);
+        fds.push_back(fd_entry(fd, e.id(), e.kind()));
+    }
+    images::FileEntry& file(images::FdKind kind) {
+        for (auto& f : files)
+            if (f.kind() == kind)
+                return f;
+        FAIL("no entry of kind " << kind);
+        return files[0];
+    }
+    static void add_target(images::FileEntry& ep, int fd, uint64_t data) {
+        auto* t = ep.mutable_epoll()->add_targets();
+        t->set_tfd(fd);
+        t->set_fd(fd);
+        t->set_events(EPOLLIN);
+        t->set_data(data);
+    }
+
+    std::string load_with_content() {
+        TempDir dir;
+        write(dir.fd(), image_file_name(ImageType::Files), ImageType::Files, files);
+        write(dir.fd(), image_file_name(ImageType::Fdinfo, kPid), ImageType::Fdinfo, fds);
+        write(dir.fd(), image_file_name(ImageType::PipeData), ImageType::PipeData, pipes);
+        if (!memfd_content.empty()) {
+            UniqueFd f(openat(dir.fd(), "memfd-8.raw", O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+            REQUIRE(write_all(f.get(), memfd_content));
+        }
+        Log log(0);
+        auto r = FilesRestorer::load(dir.fd(), {kPid}, log);
+        return r ? "" : r.error().str();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("hostile eventfd, epoll, signalfd, timerfd, inotify and memfd entries are refused at load") {
+    HostileKinds h;
+    REQUIRE(h.load_with_content() == "");
+    auto& ev = *h.file(images::FD_EVENTFD).mutable_eventfd();
+    auto& t = *h.file(images::FD_TIMERFD).mutable_timerfd();
+    auto& sig = *h.file(images::FD_SIGNALFD).mutable_signalfd();
+    auto& ep = *h.file(images::FD_EPOLL).mutable_epoll();
+    auto& in = *h.file(images::FD_INOTIFY).mutable_inotify();
+    auto& m = *h.file(images::FD_MEMFD).mutable_memfd();
+
+    SECTION("eventfd counter no eventfd can hold") {
+        ev.set_counter(UINT64_MAX);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("files.img record 3 (file id 3): eventfd counter "
+                                                          "0xffffffffffffffff is above the largest value"));
+    }
+    SECTION("eventfd with an access mode eventfd() never gives") {
+        ev.set_flags(O_WRONLY);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("eventfd: open flags 01 have access mode 1"));
+    }
+    SECTION("timerfd on a clock timerfd_create() refuses") {
+        t.set_clockid(CLOCK_MONOTONIC_COARSE);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("record 4 (file id 4): timerfd clock id 6 is not one"));
+    }
+    SECTION("timerfd with nanoseconds past a second") {
+        t.set_interval_nsec(1000000000);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("interval 0.1000000000 is not a valid time"));
+    }
+    SECTION("timerfd with absurd pending expirations") {
+        t.set_ticks(UINT64_MAX);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("timerfd with 18446744073709551615 pending expirations"));
+    }
+    SECTION("timerfd deadline on a clock that has none") {
+        t.set_has_deadline(true);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("only absolute wall-clock timers have one"));
+    }
+    SECTION("signalfd for SIGKILL") {
+        sig.set_mask(sig.mask() | (1u << (SIGKILL - 1)));
+        CHECK_THAT(h.load_with_content(), Catch::Contains("record 5 (file id 5): signalfd mask 0x300 has SIGKILL"));
+    }
+    SECTION("epoll target the process does not have") {
+        ep.mutable_targets(1)->set_fd(42);
+        CHECK_THAT(h.load_with_content(),
+                   Catch::Contains("files.img file id 6 (epoll): refers to fd 42, which pid 4211 does not have"));
+    }
+    SECTION("epoll target out of range") {
+        ep.mutable_targets(0)->set_tfd(-7);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("epoll target fd 3 (registered as -7) is out of range"));
+    }
+    SECTION("epoll watching itself") {
+        ep.mutable_targets(1)->set_fd(7);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("file id 6 (epoll): refers to fd 7, which is itself"));
+    }
+    SECTION("epolls watching each other") {
+        auto other = entry(9, images::FD_EPOLL);
+        other.mutable_epoll()->set_flags(O_RDWR);
+        other.mutable_epoll()->set_owner_pid(kPid);
+        HostileKinds::add_target(other, 7, 1);
+        h.add(10, other);
+        HostileKinds::add_target(h.file(images::FD_EPOLL), 10, 2);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("is part of a cycle of references in pid 4211"));
+    }
+    SECTION("epoll of a process that is not restored") {
+        ep.set_owner_pid(999);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("names fds of pid 999, which is not being restored"));
+    }
+    SECTION("epoll events with unknown bits") {
+        ep.mutable_targets(0)->set_events(0x08000001);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("events 0x8000001 have unknown bits 0x8000000"));
+    }
+    SECTION("epoll target listed twice") {
+        HostileKinds::add_target(h.file(images::FD_EPOLL), 3, 0x33);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("epoll target fd 3 registered as 3 appears twice"));
+    }
+    SECTION("negative inotify watch descriptor") {
+        in.mutable_watches(0)->set_wd(-3);
+        CHECK_THAT(h.load_with_content(),
+                   Catch::Contains("record 7 (file id 7): inotify watch descriptor -3 is not positive"));
+    }
+    SECTION("inotify watch descriptor twice") {
+        *in.add_watches() = in.watches(0);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("inotify watch descriptor 1 appears twice"));
+    }
+    SECTION("inotify watch by relative path") {
+        in.mutable_watches(0)->set_path("tmp");
+        CHECK_THAT(h.load_with_content(), Catch::Contains("inotify watch 1: path \"tmp\" is not absolute"));
+    }
+    SECTION("inotify mask without events") {
+        in.mutable_watches(0)->set_mask(IN_ONESHOT);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("inotify watch 1: mask 0x80000000 is not a set of events"));
+    }
+    SECTION("memfd seals with unknown bits") {
+        m.set_seals(F_SEAL_GROW | 0x100);
+        CHECK_THAT(h.load_with_content(),
+                   Catch::Contains("record 8 (file id 8): memfd \"m\": seals 0x104 have unknown bits 0x100"));
+    }
+    SECTION("memfd content outside the image directory") {
+        m.set_content_file("../../etc/shadow");
+        CHECK_THAT(h.load_with_content(), Catch::Contains("content file name \"../../etc/shadow\" is not a plain"));
+    }
+    SECTION("memfd content file missing") {
+        h.memfd_content.clear();
+        CHECK_THAT(h.load_with_content(), Catch::Contains("memfd \"m\": content file memfd-8.raw: No such file"));
+    }
+    SECTION("memfd content file of the wrong size") {
+        m.set_size(4096);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("content file memfd-8.raw holds 6 bytes, 4096 expected"));
+    }
+    SECTION("memfd of absurd size") {
+        m.set_size(1ull << 50);
+        CHECK_THAT(h.load_with_content(), Catch::Contains("size 1125899906842624 exceeds the limit"));
+    }
+    SECTION("memfd name longer than memfd_create() takes") {
+        m.set_name(std::string(300, 'n'));
+        CHECK_THAT(h.load_with_content(), Catch::Contains("the name (300 bytes) is longer than 249"));
     }
 }

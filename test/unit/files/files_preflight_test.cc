@@ -4,8 +4,7 @@
 
 #include <fcntl.h>
 #include <linux/close_range.h>
-#include <sys/eventfd.h>
-#include <sys/mman.h>
+#include <linux/netlink.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -19,16 +18,16 @@
 using namespace criu;
 using namespace criu::test;
 
-TEST_CASE("preflight refuses eventfd, sockets and memfd by pid, fd and kind while the process runs") {
+TEST_CASE("preflight refuses pidfds and sockets by pid, fd and kind while the process runs") {
     pid_t pid = spawn_ready_child([] {
         int null = open("/dev/null", O_RDWR);
         if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 ||
             syscall(SYS_close_range, 3, kReadyFd - 1, 0) != 0 || syscall(SYS_close_range, kReadyFd + 1, ~0u, 0) != 0)
             return false;
         int sv[2];
-        int m = memfd_create("scratch", 0);
-        int e = eventfd(3, 0);
-        return m >= 0 && place(m, 6) && e >= 0 && place(e, 7) && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0 &&
+        int p = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
+        int n = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+        return p >= 0 && place(p, 6) && n >= 0 && place(n, 7) && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0 &&
                place(sv[0], 8) && place(sv[1], 9);
     });
     REQUIRE(pid > 0);
@@ -38,8 +37,8 @@ TEST_CASE("preflight refuses eventfd, sockets and memfd by pid, fd and kind whil
     REQUIRE_FALSE(st);
     std::string msg = st.error().str();
     CHECK_THAT(msg, Catch::Contains(fmt::format("4 of the 7 fds of pid {} cannot be dumped", pid)));
-    CHECK_THAT(msg, Catch::Contains(fmt::format("pid {} fd 6: memfd (not supported yet)", pid)));
-    CHECK_THAT(msg, Catch::Contains(fmt::format("pid {} fd 7: eventfd (not supported yet)", pid)));
+    CHECK_THAT(msg, Catch::Contains(fmt::format("pid {} fd 6: pidfd (not supported yet)", pid)));
+    CHECK_THAT(msg, Catch::Contains(fmt::format("pid {} fd 7: netlink socket (not supported yet)", pid)));
     CHECK_THAT(msg, Catch::Contains(fmt::format("pid {} fd 8: unix socket (not supported yet)", pid)));
     CHECK_THAT(msg, Catch::Contains(fmt::format("pid {} fd 9: unix socket (not supported yet)", pid)));
     CHECK(msg.find("fd 0") == std::string::npos);
@@ -54,7 +53,7 @@ TEST_CASE("preflight refuses eventfd, sockets and memfd by pid, fd and kind whil
     FilesDumper dumper;
     auto d = dumper.dump_process_fds(pid, opts, log, images.fd());
     REQUIRE_FALSE(d);
-    CHECK_THAT(d.error().str(), Catch::Contains(fmt::format("pid {} fd 6: memfd", pid)));
+    CHECK_THAT(d.error().str(), Catch::Contains(fmt::format("pid {} fd 6: pidfd", pid)));
     kill_child(pid);
 }
 

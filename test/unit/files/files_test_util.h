@@ -5,9 +5,12 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <map>
 #include <string>
 
+#include "criu/core/log.h"
 #include "criu/core/unique_fd.h"
+#include "proto/files.pb.h"
 
 namespace criu::test {
 
@@ -39,6 +42,25 @@ inline constexpr int kReportFd = 901;
 std::string run_checked_child(const std::function<int()>& body);
 // For bodies: appends one failure line to the report.
 void report(const std::string& line);
+
+// For bodies: reports `what` unless `ok`.
+void expect(bool ok, const std::string& what);
+
+// For setups: fds 0-2 become /dev/null, every other fd but kReadyFd is closed.
+bool stdio_null_rest_closed();
+
+// Dumps the fds of the single process `pid` into `images_dirfd` (FilesDumper, then finish) and
+// kills it. "" on success, else the error.
+std::string dump_and_kill(pid_t pid, int images_dirfd, Log& log);
+// Loads the images of `pid`, restores them in a fresh child and runs `check` there; returns
+// the child's report ("" if everything held).
+std::string restore_and_check(int images_dirfd, pid_t pid, Log& log, const std::function<void()>& check);
+
+// The FileEntry of every fd of `pid` in the images (fd -> entry); empty if they cannot be read.
+std::map<int, images::FileEntry> dumped_files(int images_dirfd, pid_t pid);
+
+// /proc/self/fdinfo/FD of the calling process.
+std::string own_fdinfo(int fd);
 
 // Puts `fd` at number `target` (closing whatever was there).
 bool place(int fd, int target, bool cloexec = false);
