@@ -180,3 +180,33 @@ TEST_CASE("timerfd: time left, interval, pending expirations and absolute deadli
     });
     CHECK(out == "");
 }
+
+TEST_CASE("timerfd: a wall-clock deadline that passed while dumped fires at restore, a relative timer does not") {
+    TempDir images;
+    pid_t pid = spawn_ready_child([] {
+        if (!stdio_null_rest_closed())
+            return false;
+        timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int wall = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK);
+        itimerspec at{{0, 0}, {now.tv_sec + 1, now.tv_nsec}};
+        int rel = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+        itimerspec in{{0, 0}, {1, 0}};
+        return wall >= 0 && timerfd_settime(wall, TFD_TIMER_ABSTIME, &at, nullptr) == 0 && place(wall, 10) &&
+               rel >= 0 && timerfd_settime(rel, 0, &in, nullptr) == 0 && place(rel, 11);
+    });
+    REQUIRE(pid > 0);
+    Log log(1);
+    REQUIRE(dump_and_kill(pid, images.fd(), log) == "");
+    // "Dumped" for longer than either timer had left.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+    std::string out = restore_and_check(images.fd(), pid, log, [] {
+        uint64_t n = 0;
+        expect(read(10, &n, sizeof n) == sizeof n && n == 1, "the passed wall-clock deadline must have fired");
+        expect(read(11, &n, sizeof n) < 0 && errno == EAGAIN, "the relative timer restarts its time left");
+        itimerspec cur{};
+        expect(timerfd_gettime(11, &cur) == 0 && seconds(cur.it_value) > 0.5,
+               fmt::format("relative timer: {} s left", seconds(cur.it_value)));
+    });
+    CHECK(out == "");
+}

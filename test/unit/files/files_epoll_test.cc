@@ -25,11 +25,12 @@ using namespace criu::test;
 namespace {
 
 // Dumped child: pipe 10 (read, data queued) / 11, eventfd registered as 12 and now at 15,
-// eventfd registered as 16 and now at 17 with /dev/null reusing 16, epoll 13 watching 10, 12
-// and 16, epoll 14 watching epoll 13.
+// eventfd registered as 16 and now at 17, a third eventfd that reused 16 and was registered as
+// 16 too (two entries with tfd 16: kcmp's toff tells them apart), epoll 13 watching all of
+// them, epoll 14 watching epoll 13.
 constexpr int kPipeRd = 10, kPipeWr = 11, kEvOld = 12, kEpoll = 13, kOuter = 14, kEvNow = 15, kEv2Old = 16,
               kEv2Now = 17;
-constexpr uint64_t kPipeData = 0xA1A1, kEvData = 0xB2B2, kEv2Data = 0xD4D4, kOuterData = 0xC3C3;
+constexpr uint64_t kPipeData = 0xA1A1, kEvData = 0xB2B2, kEv2Data = 0xD4D4, kEv3Data = 0xE5E5, kOuterData = 0xC3C3;
 
 bool add(int ep, int fd, uint32_t events, uint64_t data) {
     epoll_event ev{};
@@ -50,11 +51,11 @@ bool setup_epolls() {
     if (!add(kEpoll, kPipeRd, EPOLLIN, kPipeData) || !add(kEpoll, kEvOld, EPOLLIN | EPOLLET, kEvData) ||
         !add(kEpoll, kEv2Old, EPOLLIN, kEv2Data) || !add(kOuter, kEpoll, EPOLLIN, kOuterData))
         return false;
-    // Both eventfds move; 12 stays free, 16 is taken by another file.
+    // Both eventfds move; 12 stays free, 16 is taken by another registered eventfd.
     if (dup2(kEvOld, kEvNow) < 0 || close(kEvOld) != 0 || dup2(kEv2Old, kEv2Now) < 0 || close(kEv2Old) != 0)
         return false;
-    int null = open("/dev/null", O_RDONLY);
-    return null >= 0 && place(null, kEv2Old);
+    int e3 = eventfd(0, EFD_NONBLOCK);
+    return e3 >= 0 && place(e3, kEv2Old) && add(kEpoll, kEv2Old, EPOLLIN, kEv3Data);
 }
 
 std::multiset<uint64_t> ready(int ep) {
@@ -79,7 +80,7 @@ TEST_CASE("epoll: targets, events and data survive, including moved targets and 
     REQUIRE(files[kEpoll].has_epoll());
     const auto& ep = files[kEpoll].epoll();
     CHECK(ep.owner_pid() == pid);
-    REQUIRE(ep.targets_size() == 3);
+    REQUIRE(ep.targets_size() == 4);
     std::map<uint64_t, images::EpollTarget> by_data;
     for (const auto& t : ep.targets())
         by_data[t.data()] = t;
@@ -88,7 +89,9 @@ TEST_CASE("epoll: targets, events and data survive, including moved targets and 
     CHECK(by_data[kEvData].fd() == kEvNow);  // found with kcmp(KCMP_EPOLL_TFD)
     CHECK((by_data[kEvData].events() & EPOLLET) != 0);
     CHECK(by_data[kEv2Data].tfd() == kEv2Old);
-    CHECK(by_data[kEv2Data].fd() == kEv2Now);  // not the /dev/null now at 16
+    CHECK(by_data[kEv2Data].fd() == kEv2Now);  // not the eventfd now at 16
+    CHECK(by_data[kEv3Data].tfd() == kEv2Old);
+    CHECK(by_data[kEv3Data].fd() == kEv2Old);
     REQUIRE(files[kOuter].epoll().targets_size() == 1);
     CHECK(files[kOuter].epoll().targets(0).fd() == kEpoll);
 
@@ -106,8 +109,11 @@ TEST_CASE("epoll: targets, events and data survive, including moved targets and 
         // Edge-triggered: reported once.
         r = ready(kEpoll);
         expect(r == std::multiset<uint64_t>{kPipeData, kEv2Data}, fmt::format("ready again: {}", r));
+        expect(write(kEv2Old, &one, sizeof one) == sizeof one, "third eventfd write");
+        r = ready(kEpoll);
+        expect(r == std::multiset<uint64_t>{kPipeData, kEv2Data, kEv3Data}, fmt::format("ready at last: {}", r));
         // Registered under its old, free number again (so fdinfo reads the same); that number
-        // was only borrowed. 16 holds /dev/null, so that target is registered as 17.
+        // was only borrowed. 16 holds the third eventfd, so the second is registered as 17.
         std::string info = own_fdinfo(kEpoll);
         expect(info.find(fmt::format("tfd: {:>8} ", kEvOld)) != std::string::npos, "tfd 12 in " + info);
         expect(info.find(fmt::format("tfd: {:>8} ", kEv2Now)) != std::string::npos, "tfd 17 in " + info);
