@@ -61,7 +61,7 @@ size_t BlobArgs::reserve(size_t bytes, size_t align) {
 }
 
 Expected<BlobArgs> BlobArgs::build(const BlobArgsInput& in) {
-    const ProcessImages& p = *in.p;
+    const RestoredProcessImages& p = *in.p;
     const HostInfo& host = *in.host;
     const images::TaskCore& core = p.core;
     const images::MmInfo& mm = p.mm;

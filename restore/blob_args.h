@@ -45,7 +45,7 @@ struct BlobFdSlots {
 };
 
 struct BlobArgsInput {
-    const ProcessImages* p = nullptr;
+    const RestoredProcessImages* p = nullptr;
     const HostInfo* host = nullptr;
     const PagePlan* pages = nullptr;
     const VmaFiles* files = nullptr;
@@ -86,7 +86,7 @@ private:
     BlobLayout layout_;
     uint32_t fds_off_ = 0;
     uint32_t nr_fds_ = 0;
-    const ProcessImages* p_ = nullptr;
+    const RestoredProcessImages* p_ = nullptr;
     uint64_t xcr0_ = 0;
     std::vector<size_t> frame_offs_;    // per thread: rt_sigframe
     std::vector<size_t> fpstate_offs_;  // per thread: XSAVE area (64-byte aligned)

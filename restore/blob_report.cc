@@ -87,7 +87,7 @@ Expected<ReportRead> read_blob_report(int fd) {
 
 namespace {
 
-std::string vma_detail(const BlobArgs& args, const ProcessImages& p, uint64_t idx) {
+std::string vma_detail(const BlobArgs& args, const RestoredProcessImages& p, uint64_t idx) {
     const auto* a = reinterpret_cast<const blob_args*>(args.bytes().data());
     if (idx >= a->nr_vmas)
         return fmt::format("vma #{}", idx);
@@ -112,7 +112,7 @@ std::string run_detail(const BlobArgs& args, uint64_t idx) {
 
 }  // namespace
 
-Error report_to_error(const blob_report& r, const BlobArgs& args, const ProcessImages& p) {
+Error report_to_error(const blob_report& r, const BlobArgs& args, const RestoredProcessImages& p) {
     const pid_t pid = p.entry.pid();
     if (r.step == BLOB_STEP_CHILD_SETUP)
         return Error(r.err, r.msg[0] ? std::string(r.msg) : fmt::format("pid {}: preparing the process", pid));

@@ -24,6 +24,6 @@ struct ReportRead {
 Expected<ReportRead> read_blob_report(int fd);
 
 // The failure a report describes, with the detail decoded against what was sent to the blob.
-Error report_to_error(const blob_report& r, const BlobArgs& args, const ProcessImages& p);
+Error report_to_error(const blob_report& r, const BlobArgs& args, const RestoredProcessImages& p);
 
 }  // namespace criu

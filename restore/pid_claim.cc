@@ -93,7 +93,9 @@ Status wait_pid_free(pid_t pid, const char* what, Log& log) {
 }
 
 Expected<pid_t> fork_with_pid(pid_t pid, UniqueFd& pidfd, Log& log) {
-    auto deadline = std::chrono::steady_clock::now() + kPidWaitLimit;
+    const auto start = std::chrono::steady_clock::now();
+    const auto deadline = start + kPidWaitLimit;
+    bool waited = false;
     for (;;) {
         int fd = -1;
         pid_t want = pid;
@@ -108,6 +110,10 @@ Expected<pid_t> fork_with_pid(pid_t pid, UniqueFd& pidfd, Log& log) {
             return 0;
         if (r > 0) {
             pidfd.reset(fd);
+            if (waited)
+                log.info("restore", "pid {} became free after {} ms", pid,
+                         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start)
+                             .count());
             if (r != pid)  // cannot happen with set_tid; would mean a kernel we do not understand
                 return failf(EINVAL, "clone3 with set_tid {} gave pid {}", pid, r);
             return pid_t(r);
@@ -116,7 +122,10 @@ Expected<pid_t> fork_with_pid(pid_t pid, UniqueFd& pidfd, Log& log) {
         if (err == EEXIST) {
             PidHolder h = find_pid_holder(pid);
             if ((!h.exists || h.exiting) && std::chrono::steady_clock::now() < deadline) {
-                log.debug("restore", "pid {}: {}; retrying", pid, h.describe(pid));
+                if (!waited)
+                    log.info("restore", "{}; waiting up to {} ms for it to be released", h.describe(pid),
+                             kPidWaitLimit.count());
+                waited = true;
                 std::this_thread::sleep_for(kPoll);
                 continue;
             }

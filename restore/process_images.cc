@@ -30,8 +30,8 @@ Expected<ImageSetHeader> load_image_set_header(const ImageDir& dir) {
     return h;
 }
 
-Expected<ProcessImages> load_process_images(const ImageDir& dir, const images::PstreeEntry& entry) {
-    ProcessImages p;
+Expected<RestoredProcessImages> load_process_images(const ImageDir& dir, const images::PstreeEntry& entry) {
+    RestoredProcessImages p;
     pid_t pid = entry.pid();
     p.entry = entry;
     p.core = TRY_CTX(read_single<images::TaskCore>(dir, ImageType::Core, pid), "pid {}", pid);

@@ -22,7 +22,7 @@
 
 namespace criu {
 
-struct ProcessImages {
+struct RestoredProcessImages {
     images::PstreeEntry entry;
     images::TaskCore core;
     images::MmInfo mm;
@@ -36,6 +36,6 @@ struct ImageSetHeader {
 
 // inventory.img and pstree.img; refuses a pre-dump (memory only) and an empty tree.
 Expected<ImageSetHeader> load_image_set_header(const ImageDir& dir);
-Expected<ProcessImages> load_process_images(const ImageDir& dir, const images::PstreeEntry& entry);
+Expected<RestoredProcessImages> load_process_images(const ImageDir& dir, const images::PstreeEntry& entry);
 
 }  // namespace criu

@@ -48,12 +48,19 @@ std::string describe_wait_status(int st) {
 // killed and reaped, so nothing half-restored stays behind.
 class RestoredProcessGuard {
 public:
-    RestoredProcessGuard(pid_t pid, UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+    RestoredProcessGuard(pid_t pid, UniqueFd pidfd, std::vector<pid_t> tids)
+        : pid_(pid), pidfd_(std::move(pidfd)), tids_(std::move(tids)) {}
     RestoredProcessGuard(const RestoredProcessGuard&) = delete;
     ~RestoredProcessGuard() {
         if (!armed_)
             return;
         ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+        // Threads criu still traces must be reaped by criu before the leader can be: a traced
+        // thread stays a zombie for its tracer. ECHILD for the ones not traced (or gone).
+        for (pid_t tid : tids_)
+            if (tid != pid_)
+                while (::waitpid(tid, nullptr, __WALL) < 0 && errno == EINTR) {
+                }
         if (!reaped_) {
             int st;
             while (::waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
@@ -61,22 +68,14 @@ public:
         }
     }
     void disarm() { armed_ = false; }
-    // Reaps it, if it died; returns its wait status.
-    std::optional<int> reap_if_dead() {
-        if (reaped_)
-            return status_;
-        int st = 0;
-        if (::waitpid(pid_, &st, __WALL | WNOHANG) == pid_) {
-            reaped_ = true;
-            status_ = st;
-            return st;
-        }
-        return std::nullopt;
-    }
     // Blocks until it is gone (after a report said it failed, or EOF said it died).
     int reap() {
         if (reaped_)
             return status_;
+        for (pid_t tid : tids_)
+            if (tid != pid_)
+                while (::waitpid(tid, nullptr, __WALL) < 0 && errno == EINTR) {
+                }
         int st = 0;
         while (::waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
         }
@@ -92,6 +91,7 @@ public:
 private:
     pid_t pid_;
     UniqueFd pidfd_;
+    std::vector<pid_t> tids_;
     bool armed_ = true;
     bool reaped_ = false;
     int status_ = 0;
@@ -99,7 +99,7 @@ private:
 
 // Everything phase 1 produces for one process.
 struct Prepared {
-    ProcessImages p;
+    RestoredProcessImages p;
     std::optional<PageReader> reader;
     PagePlan pages;
     VmaFiles files;
@@ -132,7 +132,7 @@ Error died_early(RestoredProcessGuard& guard, pid_t pid, const char* when) {
 }
 
 Expected<blob_report> expect_report(int fd, RestoredProcessGuard& guard, const BlobArgs& args,
-                                    const ProcessImages& p, uint32_t want, const char* when) {
+                                    const RestoredProcessImages& p, uint32_t want, const char* when) {
     ReportRead rr = TRY(read_blob_report(fd));
     if (rr.kind == ReportRead::Eof)
         return std::unexpected(died_early(guard, p.entry.pid(), when));
@@ -242,7 +242,8 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     pid_t child = TRY(fork_with_pid(pid, pidfd, log));
     if (child == 0)
         run_restored_child(plan, log);
-    RestoredProcessGuard guard(pid, std::move(pidfd));
+    std::vector<pid_t> tids(entry.threads().begin(), entry.threads().end());
+    RestoredProcessGuard guard(pid, std::move(pidfd), tids);
     report_w.reset();
     go_r.reset();
     log.debug("restore", "pid {}: forked, waiting for the restorer", pid);
@@ -265,7 +266,6 @@ Expected<int> run_restore(const Options& opts, Log& log) {
         }
         return std::unexpected(report_to_error(rr.report, args, pr.p));
     };
-    std::vector<pid_t> tids(entry.threads().begin(), entry.threads().end());
     std::map<pid_t, uint64_t> rips;
     for (const auto& t : pr.p.core.threads())
         rips[t.tid()] = (*decode_user_regs(t.gpregs()))[kRip];

@@ -86,7 +86,7 @@ Status close_leftovers(int max_target, std::vector<int> keep) {
     return {};
 }
 
-Status set_fs_and_limits(const ProcessImages& p) {
+Status set_fs_and_limits(const RestoredProcessImages& p) {
     const pid_t pid = p.entry.pid();
     if (p.fs) {
         if (p.fs->root() != "/" && ::chroot(p.fs->root().c_str()) < 0)
@@ -104,7 +104,7 @@ Status set_fs_and_limits(const ProcessImages& p) {
 }
 
 // Last before the jump: a lowered RLIMIT_AS or RLIMIT_DATA must not stop the blob area's mmap.
-Status set_rlimits(const ProcessImages& p) {
+Status set_rlimits(const RestoredProcessImages& p) {
     for (const auto& r : p.core.rlimits()) {
         struct rlimit64 lim{r.cur(), r.max()};
         if (::prlimit64(0, static_cast<__rlimit_resource>(r.resource()), &lim, nullptr) < 0)
@@ -155,7 +155,7 @@ Status install_blob(const ChildPlan& plan, const std::vector<int>& fds) {
 }
 
 Status prepare(const ChildPlan& plan, Log& log, int& report_fd) {
-    const ProcessImages& p = *plan.p;
+    const RestoredProcessImages& p = *plan.p;
     TRY_VOID(set_session_and_group(p.entry, log));
     int max_target = plan.files ? plan.files->max_target_fd(p.entry.pid()) : 2;
     std::vector<int> fds = TRY(move_service_fds(plan.slot_fds, std::max(max_target + 1, 3), report_fd));

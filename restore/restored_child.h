@@ -21,7 +21,7 @@ namespace criu {
 
 struct ChildPlan {
     const Options* opts = nullptr;
-    const ProcessImages* p = nullptr;
+    const RestoredProcessImages* p = nullptr;
     BlobArgs* args = nullptr;               // placed: layout().base is final
     std::span<const uint8_t> code;          // the blob binary
     std::vector<int> slot_fds;              // criu's fd per blob fd slot (BlobFdSlots::all())

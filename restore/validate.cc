@@ -51,7 +51,7 @@ const char* vdso_name(images::VmaKind k) {
 
 }  // namespace
 
-Status validate_threads(const ProcessImages& p, const HostInfo& host) {
+Status validate_threads(const RestoredProcessImages& p, const HostInfo& host) {
     const pid_t pid = p.entry.pid();
     const std::string core = core_file(pid);
     if (pid <= 0)
@@ -61,9 +61,9 @@ Status validate_threads(const ProcessImages& p, const HostInfo& host) {
     const auto& tids = p.entry.threads();
     if (tids.empty() || tids[0] != pid)
         return failf(EINVAL, "pstree.img: pid {}: the thread list must start with the pid itself", pid);
-    if (size_t(tids.size()) > kMaxThreads)
+    if (size_t(tids.size()) > kMaxRestoreThreads)
         return failf(E2BIG, "pstree.img: pid {} has {} threads, more than the {} this restore accepts",
-                     pid, tids.size(), kMaxThreads);
+                     pid, tids.size(), kMaxRestoreThreads);
     if (p.core.threads_size() != tids.size())
         return failf(EINVAL, "{}: {} threads, but pstree.img lists {} for pid {}", core,
                      p.core.threads_size(), tids.size(), pid);
@@ -135,12 +135,12 @@ Status validate_threads(const ProcessImages& p, const HostInfo& host) {
     return {};
 }
 
-Status validate_vmas(const ProcessImages& p) {
+Status validate_vmas(const RestoredProcessImages& p) {
     const pid_t pid = p.entry.pid();
     const std::string mm = mm_file(pid);
     const auto& vmas = p.mm.vmas();
-    if (size_t(vmas.size()) > kMaxVmas)
-        return failf(E2BIG, "{}: {} VMAs, more than {}", mm, vmas.size(), kMaxVmas);
+    if (size_t(vmas.size()) > kMaxRestoreVmas)
+        return failf(E2BIG, "{}: {} VMAs, more than {}", mm, vmas.size(), kMaxRestoreVmas);
     uint64_t prev_end = 0;
     constexpr uint32_t kKnownFlags = MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN |
                                      MAP_DENYWRITE | MAP_EXECUTABLE | MAP_LOCKED | MAP_NORESERVE;
@@ -231,7 +231,7 @@ Status validate_vmas(const ProcessImages& p) {
     return {};
 }
 
-Status validate_vdso(const images::Inventory& inv, const ProcessImages& p, const HostInfo& host) {
+Status validate_vdso(const images::Inventory& inv, const RestoredProcessImages& p, const HostInfo& host) {
     const pid_t pid = p.entry.pid();
     std::vector<const images::Vma*> dumped;
     for (const auto& v : p.mm.vmas())
@@ -269,7 +269,7 @@ Status validate_vdso(const images::Inventory& inv, const ProcessImages& p, const
     return {};
 }
 
-Status validate_signals_and_timers(const ProcessImages& p) {
+Status validate_signals_and_timers(const RestoredProcessImages& p) {
     const pid_t pid = p.entry.pid();
     const std::string core = core_file(pid);
     std::set<uint32_t> signos;
@@ -314,7 +314,7 @@ Status validate_signals_and_timers(const ProcessImages& p) {
     return {};
 }
 
-Status validate_task_misc(const ProcessImages& p) {
+Status validate_task_misc(const RestoredProcessImages& p) {
     const pid_t pid = p.entry.pid();
     const std::string core = core_file(pid);
     std::set<uint32_t> res;
@@ -355,7 +355,7 @@ Status validate_task_misc(const ProcessImages& p) {
     return {};
 }
 
-Status validate_process(const images::Inventory& inv, const ProcessImages& p, const HostInfo& host) {
+Status validate_process(const images::Inventory& inv, const RestoredProcessImages& p, const HostInfo& host) {
     if (inv.page_size() != 0 && inv.page_size() != 4096)
         return failf(EINVAL, "inventory.img: page size {} (this machine uses 4096)", inv.page_size());
     if (inv.xsave_size() != 0 && inv.xsave_size() != host.xsave_size)

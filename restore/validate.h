@@ -11,17 +11,17 @@ namespace criu {
 
 inline constexpr uint64_t kUserAddressEnd = 0x7ffffffff000ull;  // 47-bit user space
 inline constexpr size_t kUserRegsSize = 27 * 8;                // struct user_regs_struct
-inline constexpr size_t kMaxThreads = 16384;
-inline constexpr size_t kMaxVmas = 262144;                     // well above vm.max_map_count
+inline constexpr size_t kMaxRestoreThreads = 16384;
+inline constexpr size_t kMaxRestoreVmas = 262144;                     // well above vm.max_map_count
 
 // Everything about one process that does not involve its pages.
-Status validate_process(const images::Inventory& inv, const ProcessImages& p, const HostInfo& host);
+Status validate_process(const images::Inventory& inv, const RestoredProcessImages& p, const HostInfo& host);
 
 // Pieces, exposed for tests.
-Status validate_threads(const ProcessImages& p, const HostInfo& host);
-Status validate_vmas(const ProcessImages& p);
-Status validate_vdso(const images::Inventory& inv, const ProcessImages& p, const HostInfo& host);
-Status validate_signals_and_timers(const ProcessImages& p);
-Status validate_task_misc(const ProcessImages& p);
+Status validate_threads(const RestoredProcessImages& p, const HostInfo& host);
+Status validate_vmas(const RestoredProcessImages& p);
+Status validate_vdso(const images::Inventory& inv, const RestoredProcessImages& p, const HostInfo& host);
+Status validate_signals_and_timers(const RestoredProcessImages& p);
+Status validate_task_misc(const RestoredProcessImages& p);
 
 }  // namespace criu

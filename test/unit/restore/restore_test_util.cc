@@ -69,8 +69,8 @@ images::ThreadCore make_thread(int32_t tid) {
 
 }  // namespace
 
-ProcessImages valid_process() {
-    ProcessImages p;
+RestoredProcessImages valid_process() {
+    RestoredProcessImages p;
     p.entry.set_pid(4242);
     p.entry.add_threads(4242);
     p.entry.add_threads(4243);

@@ -32,7 +32,7 @@ inline constexpr uint64_t kVdsoBlock = 0x7fff00000000;
 
 // pid 4242 with threads 4242 and 4243: /bin/true mapped privately, a heap, 16 anonymous
 // pages, a stack and the vDSO block.
-ProcessImages valid_process();
+RestoredProcessImages valid_process();
 images::Inventory valid_inventory();
 
 }  // namespace criu::test

@@ -15,7 +15,7 @@ using namespace criu::test;
 namespace {
 
 // The message of the refusal, or "" if the images were accepted.
-std::string refusal(const ProcessImages& p, const images::Inventory& inv = valid_inventory(),
+std::string refusal(const RestoredProcessImages& p, const images::Inventory& inv = valid_inventory(),
                     const HostInfo& host = fake_host()) {
     auto st = validate_process(inv, p, host);
     return st ? "" : st.error().str();
@@ -66,7 +66,7 @@ TEST_CASE("overlapping, unordered or unaligned VMAs are refused") {
     }
 }
 
-// ProcessImages stores messages by value; these helpers keep the tests short.
+// RestoredProcessImages stores messages by value; these helpers keep the tests short.
 TEST_CASE("thread lists that disagree are refused") {
     {
         auto p = valid_process();

@@ -1,0 +1,328 @@
+// End to end: start restore/testdata/restore_target, dump it with the real dumper, let it be
+// killed, restore it in this process (the restored process becomes our child) and check that
+// it carries on: memory, threads, TLS, AVX-512 registers, signal handlers, timers, exit path.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <dirent.h>
+#include <map>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "criu/dump/dump.h"
+#include "images/image_io.h"
+#include "restore/pid_claim.h"
+#include "restore/restore.h"
+#include "restore_test_util.h"
+
+using namespace criu;
+using namespace criu::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::vector<std::string> lines_of(const std::string& path) {
+    std::vector<std::string> out;
+    std::istringstream in(slurp(path));
+    for (std::string l; std::getline(in, l);)
+        out.push_back(l);
+    return out;
+}
+
+// Waits until the output has more than `n` lines (or fails the test after 5 s).
+std::vector<std::string> wait_lines(const std::string& path, size_t n) {
+    for (int i = 0; i < 500; i++) {
+        auto l = lines_of(path);
+        if (l.size() > n)
+            return l;
+        std::this_thread::sleep_for(10ms);
+    }
+    FAIL("no output beyond line " << n << " in " << path);
+    return {};
+}
+
+long field(const std::string& line, const std::string& key) {
+    auto at = line.find(" " + key + "=");
+    REQUIRE(at != std::string::npos);
+    return std::stol(line.substr(at + key.size() + 2));
+}
+
+std::string status_lines(const std::string& path, std::initializer_list<const char*> keys) {
+    std::string out;
+    std::istringstream in(slurp(path));
+    for (std::string l; std::getline(in, l);)
+        for (const char* k : keys)
+            if (l.rfind(std::string(k) + ":", 0) == 0)
+                out += l + "\n";
+    return out;
+}
+
+// Pending masks without the two timer signals, which come and go on their own.
+std::string pending_without_timers(const std::string& status) {
+    std::string out;
+    std::istringstream in(status);
+    for (std::string l; std::getline(in, l);) {
+        auto tab = l.find('\t');
+        if (tab != std::string::npos && (l.rfind("SigPnd:", 0) == 0 || l.rfind("ShdPnd:", 0) == 0)) {
+            uint64_t v = std::stoull(l.substr(tab + 1), nullptr, 16);
+            v &= ~((1ull << (SIGALRM - 1)) | (1ull << (SIGRTMIN + 2 - 1)));
+            l = fmt::format("{}{:016x}", l.substr(0, tab + 1), v);
+        }
+        out += l + "\n";
+    }
+    return out;
+}
+
+std::vector<pid_t> tasks_of(pid_t pid) {
+    std::vector<pid_t> out;
+    DIR* d = opendir(fmt::format("/proc/{}/task", pid).c_str());
+    REQUIRE(d);
+    while (auto* e = readdir(d))
+        if (e->d_name[0] != '.')
+            out.push_back(pid_t(std::stol(e->d_name)));
+    closedir(d);
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+// What the kernel shows of a process that a restore must bring back unchanged.
+std::map<std::string, std::string> fingerprint(pid_t pid) {
+    std::map<std::string, std::string> f;
+    const std::string proc = fmt::format("/proc/{}", pid);
+    f["maps"] = slurp(proc + "/maps");
+    f["timers"] = slurp(proc + "/timers");
+    f["limits"] = slurp(proc + "/limits");
+    f["personality"] = slurp(proc + "/personality");
+    f["status"] = pending_without_timers(
+        status_lines(proc + "/status", {"Umask", "Uid", "Gid", "Groups", "ShdPnd", "SigIgn", "SigCgt", "CapInh",
+                                        "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp",
+                                        "Seccomp_filters"}));
+    for (const char* l : {"cwd", "root", "exe"}) {
+        char buf[4096] = {};
+        f[l] = std::string(buf, size_t(std::max<ssize_t>(0, readlink((proc + "/" + l).c_str(), buf, sizeof(buf)))));
+    }
+    for (int fd : {0, 1, 2}) {
+        char buf[4096] = {};
+        f[fmt::format("fd {}", fd)] =
+            std::string(buf, size_t(std::max<ssize_t>(0, readlink(fmt::format("{}/fd/{}", proc, fd).c_str(), buf,
+                                                                         sizeof(buf)))));
+    }
+    auto tids = tasks_of(pid);
+    for (size_t i = 0; i < tids.size(); i++) {
+        pid_t tid = tids[i];
+        const std::string task = fmt::format("{}/task/{}", proc, tid);
+        std::string key = fmt::format("thread {} ", i);
+        f[key + "comm"] = slurp(task + "/comm");
+        f[key + "status"] = pending_without_timers(status_lines(task + "/status", {"SigPnd", "SigBlk"}));
+        errno = 0;
+        f[key + "nice"] = std::to_string(getpriority(PRIO_PROCESS, id_t(tid)));
+        uint64_t head = 0;
+        size_t len = 0;
+        syscall(SYS_get_robust_list, tid, &head, &len);
+        f[key + "robust"] = fmt::format("{:#x}/{}", head, len);
+        f[key + "tid"] = std::to_string(tid);
+    }
+    return f;
+}
+
+struct Target {
+    pid_t pid = 0;
+    std::string out, stop, images;
+};
+
+Target start_target(const ScratchDir& tmp, const char* mode = "plain") {
+    Target t;
+    t.out = tmp.path() + "/out.txt";
+    t.stop = tmp.path() + "/stop";
+    t.images = tmp.path() + "/images";
+    REQUIRE(mkdir(t.images.c_str(), 0700) == 0);
+    t.pid = fork();
+    REQUIRE(t.pid >= 0);
+    if (t.pid == 0) {
+        int fd = open(t.out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(RESTORE_TARGET_BIN, RESTORE_TARGET_BIN, t.stop.c_str(), mode, nullptr);
+        _exit(127);
+    }
+    wait_lines(t.out, 4);  // "ready" and a few ticks
+    return t;
+}
+
+Options options_for(const Target& t) {
+    Options o;
+    o.pid = t.pid;
+    o.images_dir = t.images;
+    o.work_dir = t.images;
+    return o;
+}
+
+// Dumps (which kills the target) and reaps it here, so its pid is free at once.
+void dump_and_reap(const Target& t) {
+    Log log(0);
+    log.open_file(t.images + "/dump.log");
+    auto st = run_dump(options_for(t), log);
+    INFO(slurp(t.images + "/dump.log"));
+    INFO("dump error: " << (st ? std::string() : st.error().str()));
+    REQUIRE(st);
+    int ws = 0;
+    REQUIRE(waitpid(t.pid, &ws, 0) == t.pid);
+    REQUIRE(WIFSIGNALED(ws));
+}
+
+Expected<int> restore(const Target& t, bool detached) {
+    Options o = options_for(t);
+    o.pid = 0;
+    o.restore_detached = detached;
+    Log log(0);
+    log.open_file(t.images + "/restore.log");
+    return run_restore(o, log);
+}
+
+void check_running_on(const Target& t, size_t lines_before) {
+    auto before = lines_of(t.out);
+    REQUIRE(before.size() >= lines_before);
+    const std::string last_dumped = before[lines_before - 1];
+    auto after = wait_lines(t.out, lines_before + 5);
+    const std::string& now = after.back();
+    INFO("before: " << last_dumped << "\nafter:  " << now);
+    CHECK(now.find("zmm=ok tls=ok mem=ok alt=ok") != std::string::npos);
+    CHECK(field(now, "heap") > field(last_dumped, "heap"));
+    CHECK(field(now, "t1") > field(last_dumped, "t1"));
+    CHECK(field(now, "t2") > field(last_dumped, "t2"));
+    // The itimer (200 ms) and the POSIX timer (100 ms) keep firing into the restored handlers.
+    std::this_thread::sleep_for(450ms);
+    const std::string later = lines_of(t.out).back();
+    CHECK(field(later, "alrm") > field(last_dumped, "alrm"));
+    CHECK(field(later, "ptimer") > field(last_dumped, "ptimer"));
+}
+
+}  // namespace
+
+TEST_CASE("e2e: a dumped multi-threaded process runs on after a detached restore") {
+    ScratchDir tmp;
+    Target t = start_target(tmp, "seccomp");
+    // Pending signals: SIGUSR2 (blocked everywhere) once for the process, once for worker 1.
+    auto tids = tasks_of(t.pid);
+    REQUIRE(tids.size() == 3);
+    REQUIRE(kill(t.pid, SIGUSR2) == 0);
+    REQUIRE(syscall(SYS_tgkill, t.pid, tids[1], SIGUSR2) == 0);
+    auto before = fingerprint(t.pid);
+    CHECK(before["status"].find("Seccomp_filters:\t1") != std::string::npos);
+    CHECK(before["thread 1 comm"] == "rt-tls\n");
+    CHECK(before["thread 1 nice"] == "5");
+    dump_and_reap(t);
+    size_t dumped_lines = lines_of(t.out).size();
+
+    auto r = restore(t, true);
+    INFO(slurp(t.images + "/restore.log"));
+    REQUIRE(r);
+    CHECK(*r == 0);
+    CHECK(access(fmt::format("/proc/{}/task/{}", t.pid, t.pid).c_str(), F_OK) == 0);
+    auto after = fingerprint(t.pid);
+    for (const auto& [k, v] : before) {
+        INFO("fingerprint item: " << k);
+        CHECK(after[k] == v);
+    }
+    check_running_on(t, dumped_lines);
+
+    // The SIGUSR1 handler is back.
+    REQUIRE(kill(t.pid, SIGUSR1) == 0);
+    std::this_thread::sleep_for(200ms);
+    CHECK(field(lines_of(t.out).back(), "usr1") == 1);
+    // No trace of the restorer: its area is unmapped.
+    std::string maps = slurp(fmt::format("/proc/{}/maps", t.pid));
+    CHECK(maps.find("[vdso]") != std::string::npos);
+
+    // The exit path joins both threads (clear_child_tid restored) and exits 7.
+    { std::ofstream(t.stop).put('x'); }
+    int ws = 0;
+    REQUIRE(waitpid(t.pid, &ws, 0) == t.pid);
+    CHECK(WIFEXITED(ws));
+    CHECK(WEXITSTATUS(ws) == 7);
+    CHECK(lines_of(t.out).back() == "joined");
+}
+
+TEST_CASE("e2e: criu restore waits for the process and passes its exit status on") {
+    ScratchDir tmp;
+    Target t = start_target(tmp);
+    dump_and_reap(t);
+    std::thread stopper([&] {
+        std::this_thread::sleep_for(300ms);
+        std::ofstream(t.stop).put('x');
+    });
+    auto r = restore(t, false);
+    stopper.join();
+    INFO(slurp(t.images + "/restore.log"));
+    REQUIRE(r);
+    CHECK(*r == 7);
+}
+
+TEST_CASE("e2e: a pid held by a running process is refused, naming the holder") {
+    ScratchDir tmp;
+    Target t = start_target(tmp);
+    dump_and_reap(t);
+    Log quiet(0);
+    UniqueFd pidfd;
+    auto holder = fork_with_pid(t.pid, pidfd, quiet);
+    REQUIRE(holder);
+    if (*holder == 0) {
+        pause();
+        _exit(0);
+    }
+    auto r = restore(t, true);
+    kill(t.pid, SIGKILL);
+    waitpid(t.pid, nullptr, 0);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().str(), Catch::Contains(fmt::format("cannot restore pid {}", t.pid)) &&
+                                    Catch::Contains("is running"));
+}
+
+TEST_CASE("e2e: a restore that fails inside the restorer names the step and leaves nothing") {
+    ScratchDir tmp;
+    Target t = start_target(tmp);
+    dump_and_reap(t);
+    // A seccomp filter the kernel refuses (unknown BPF opcode): only the blob can find out.
+    std::string core_path = fmt::format("{}/core-{}.img", t.images, t.pid);
+    images::TaskCore core;
+    {
+        auto rd = ImageReader::open(core_path, ImageType::Core);
+        REQUIRE(rd);
+        auto c = rd->read_one<images::TaskCore>();
+        REQUIRE(c);
+        core = *c;
+    }
+    auto* f = core.add_seccomp();
+    f->set_bpf(std::string("\xff\xff\0\0\0\0\0\0", 8));
+    {
+        auto w = ImageWriter::create(core_path, ImageType::Core);
+        REQUIRE(w);
+        REQUIRE(w->write(core));
+        REQUIRE(w->close());
+    }
+    auto r = restore(t, true);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().str(), Catch::Contains("installing seccomp filter #0") &&
+                                    Catch::Contains(fmt::format("pid {}", t.pid)) &&
+                                    Catch::Contains("Invalid argument"));
+    CHECK(access(fmt::format("/proc/{}", t.pid).c_str(), F_OK) != 0);
+    CHECK(waitpid(-1, nullptr, WNOHANG) < 0);  // reaped: no child of ours is left
+}
