@@ -230,8 +230,6 @@ static void set_signals_and_itimers(struct blob_args* a) {
     for (uint32_t w = 0; w < 3; w++)
         if (a->itimer_valid & (1u << w))
             CHECK(SYS3(NR_setitimer, w, &a->itimers[w], 0), BLOB_STEP_ITIMER, w);
-    if (a->dumpable >= 0)
-        CHECK(SYS5(NR_prctl, PR_SET_DUMPABLE, a->dumpable, 0, 0, 0), BLOB_STEP_DUMPABLE, 0);
 }
 
 /* POSIX timers go in after every thread exists: SIGEV_THREAD_ID needs its target thread. */
@@ -451,6 +449,10 @@ HIDDEN __attribute__((noreturn, used)) void blob_main(struct blob_args* a) {
     create_posix_timers(a);
     queue_shared_signals(a);
     prepare_thread(a, main_thread);
+    /* Any thread's uid/gid change resets the mm's dumpable flag to suid_dumpable
+     * (commit_creds): set it once every thread has its credentials. */
+    if (a->dumpable >= 0)
+        CHECK(SYS5(NR_prctl, PR_SET_DUMPABLE, a->dumpable, 0, 0, 0), BLOB_STEP_DUMPABLE, 0);
     wait_for_go(a);
     if (a->pdeath_signal >= 0)
         CHECK(SYS5(NR_prctl, PR_SET_PDEATHSIG, a->pdeath_signal, 0, 0, 0), BLOB_STEP_PDEATHSIG, 0);

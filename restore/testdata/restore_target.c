@@ -6,10 +6,14 @@
 //     after every sleep, with only raw syscalls in between (glibc's string functions may use
 //     zmm16-31 legitimately).
 // Every 50 ms main appends one line to stdout:
-//   tick N heap=H t1=A t2=B usr1=U alrm=R ptimer=P zmm=ok tls=ok mem=ok alt=ok
+//   tick N heap=H t1=A t2=B usr1=U alrm=R ptimer=P zmm=ok tls=ok mem=ok alt=ok shm=ok
 //   - worker 1 also has a name, nice 5 and a sigaltstack it re-checks (alt=ok);
 //   - SIGUSR2 is blocked everywhere, so a test can leave it pending (shared and per thread);
-//   - with argv[2] == "seccomp": no_new_privs and an allow-all seccomp filter.
+//   - a shared anonymous region mapped twice (one object, two addresses) and a shared mapping
+//     of a file next to the stop file: writes through one mapping show through the other
+//     (shm=ok);
+//   - argv[2] may hold "seccomp" (no_new_privs and an allow-all seccomp filter) and "nobody"
+//     (runs as uid/gid 65534 without capabilities).
 // Creating the file named by argv[1] makes it join its threads and exit with status 7.
 // Build: gcc -O2 -pthread restore_target.c -o restore_target
 #define _GNU_SOURCE
@@ -21,6 +25,8 @@
 #include <string.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -104,7 +110,13 @@ int main(int argc, char** argv) {
     sigemptyset(&usr2);
     sigaddset(&usr2, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &usr2, NULL);  // before the threads: they inherit it
-    if (argc > 2 && strcmp(argv[2], "seccomp") == 0) {
+    const char* mode = argc > 2 ? argv[2] : "";
+    if (strstr(mode, "nobody")) {
+        gid_t g = 65534;
+        if (setgroups(1, &g) || setresgid(g, g, g) || setresuid(65534, 65534, 65534))
+            return 4;
+    }
+    if (strstr(mode, "seccomp")) {
         struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
         struct sock_fprog prog = {1, &allow};
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog))
@@ -124,6 +136,18 @@ int main(int argc, char** argv) {
     unsigned char* ro = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     memset(ro, 0x5a, 4096);
     mprotect(ro, 4096, PROT_READ);
+    // One shared object at two addresses (mremap with old_size 0 duplicates a shared mapping).
+    volatile unsigned char* shm = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    volatile unsigned char* shm2 = mremap((void*)shm, 0, 65536, MREMAP_MAYMOVE);
+    char data_path[4096];
+    snprintf(data_path, sizeof(data_path), "%s.data", stop_file);
+    int dfd = open(data_path, O_RDWR | O_CREAT | O_TRUNC, 0666);
+    if (dfd < 0 || ftruncate(dfd, 16384) || shm2 == MAP_FAILED)
+        return 5;
+    volatile unsigned char* fmap = mmap(NULL, 16384, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
+    close(dfd);
+    for (int i = 0; i < 16384; i++)
+        fmap[i] = (unsigned char)(i * 7);
     volatile unsigned stack_arr[256];
     for (int i = 0; i < 256; i++)
         stack_arr[i] = (unsigned)i * 31u;
@@ -161,12 +185,20 @@ int main(int argc, char** argv) {
         for (int i = 0; i < 256; i++)
             if (stack_arr[i] != (unsigned)i * 31u)
                 mem_ok = 0;
+        int shm_ok = 1;
+        shm[1000] = (unsigned char)tick;
+        shm2[2000] = (unsigned char)(tick + 1);
+        if (shm2[1000] != (unsigned char)tick || shm[2000] != (unsigned char)(tick + 1))
+            shm_ok = 0;
+        for (int i = 0; i < 16384; i++)
+            if (fmap[i] != (unsigned char)(i * 7))
+                shm_ok = 0;
         heap_counter++;
         void* p = malloc(1000 + (tick % 50) * 100);  // brk must still work
         free(p);
-        printf("tick %ld heap=%ld t1=%ld t2=%ld usr1=%d alrm=%d ptimer=%d zmm=%s tls=%s mem=%s alt=%s\n", tick,
-               heap_counter, counter1, counter2, (int)usr1, (int)alrm, (int)ptimer, zmm_bad ? "BAD" : "ok",
-               tls_bad ? "BAD" : "ok", mem_ok ? "ok" : "BAD", alt_bad ? "BAD" : "ok");
+        printf("tick %ld heap=%ld t1=%ld t2=%ld usr1=%d alrm=%d ptimer=%d zmm=%s tls=%s mem=%s alt=%s shm=%s\n",
+               tick, heap_counter, counter1, counter2, (int)usr1, (int)alrm, (int)ptimer, zmm_bad ? "BAD" : "ok",
+               tls_bad ? "BAD" : "ok", mem_ok ? "ok" : "BAD", alt_bad ? "BAD" : "ok", shm_ok ? "ok" : "BAD");
         if (access(stop_file, F_OK) == 0) {
             stop = 1;
             pthread_join(t1, NULL);  // needs clear_child_tid restored for both threads
