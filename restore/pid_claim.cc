@@ -70,8 +70,8 @@ PidHolder find_pid_holder(pid_t pid) {
     return h;
 }
 
-Status wait_pid_free(pid_t pid, const char* what, Log& log) {
-    auto deadline = std::chrono::steady_clock::now() + kPidWaitLimit;
+Status wait_pid_free(pid_t pid, const char* what, Log& log, std::chrono::milliseconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
     bool said = false;
     for (;;) {
         if (::access(fmt::format("/proc/{}", pid).c_str(), F_OK) != 0 && errno == ENOENT)
@@ -85,7 +85,7 @@ Status wait_pid_free(pid_t pid, const char* what, Log& log) {
             return failf(EEXIST, "{} {} is taken: {}", what, pid, h.describe(pid));
         if (!said) {
             log.info("restore", "{} {} is still held ({}); waiting up to {} ms", what, pid, h.describe(pid),
-                     kPidWaitLimit.count());
+                     limit.count());
             said = true;
         }
         std::this_thread::sleep_for(kPoll);

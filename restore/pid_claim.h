@@ -31,9 +31,10 @@ struct PidHolder {
 // What /proc says about whoever holds `pid` now.
 PidHolder find_pid_holder(pid_t pid);
 
-// Waits (up to kPidWaitLimit) until `pid` is free; fails naming the holder if it stays taken.
+// Waits (up to `limit`) until `pid` is free; fails naming the holder if it stays taken.
 // `what` is "pid" or "tid" for the message.
-Status wait_pid_free(pid_t pid, const char* what, Log& log);
+Status wait_pid_free(pid_t pid, const char* what, Log& log,
+                     std::chrono::milliseconds limit = kPidWaitLimit);
 
 // fork() that gives the child the PID `pid` (clone3 set_tid, exit signal SIGCHLD, a pidfd).
 // Returns 0 in the child, like fork(); in the parent, the pid, with `pidfd` set.

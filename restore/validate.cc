@@ -356,6 +356,9 @@ Status validate_task_misc(const RestoredProcessImages& p) {
 }
 
 Status validate_process(const images::Inventory& inv, const RestoredProcessImages& p, const HostInfo& host) {
+    if (inv.root_pid() != 0 && inv.root_pid() != p.entry.pid())
+        return failf(EINVAL, "inventory.img names root pid {}, pstree.img starts with {}", inv.root_pid(),
+                     p.entry.pid());
     if (inv.page_size() != 0 && inv.page_size() != 4096)
         return failf(EINVAL, "inventory.img: page size {} (this machine uses 4096)", inv.page_size());
     if (inv.xsave_size() != 0 && inv.xsave_size() != host.xsave_size)
