@@ -25,9 +25,37 @@ enum class RestartMode {
     // restart_syscall, which uses the restart_block still held by this very thread.
     Kernel,
     // For a context that is resumed after an rt_sigreturn or in another process: the
-    // restart_block is gone (rt_sigreturn resets it), so -516 becomes -EINTR, as CRIU does.
+    // restart_block is gone (rt_sigreturn resets it). A relative nanosleep/clock_nanosleep
+    // with a `rem` pointer is re-issued for the time that was left (see sleep_restart); an
+    // absolute clock_nanosleep is simply re-issued; anything else (poll, futex with a
+    // timeout, ...) gets -EINTR, as CRIU does.
     Image,
 };
+
+// When the kernel interrupts a relative sleep that has a `rem` pointer, do_nanosleep()
+// writes the time left to *rem before returning -ERESTART_RESTARTBLOCK (kernel/time/
+// hrtimer.c, nanosleep_copyout). So the sleep can be re-issued for exactly that time by
+// passing `rem` as the request: the thread then sleeps only what was left and returns 0.
+// Returns false when the call cannot be re-issued that way.
+inline bool sleep_restart(user_regs_struct& r) {
+    constexpr uint64_t kTimerAbstime = 1;  // TIMER_ABSTIME
+    if (r.orig_rax == SYS_nanosleep) {     // nanosleep(req=rdi, rem=rsi)
+        if (r.rsi == 0)
+            return false;
+        r.rdi = r.rsi;
+    } else if (r.orig_rax == SYS_clock_nanosleep) {  // clock_nanosleep(clock=rdi, flags=rsi, req=rdx, rem=r10)
+        if ((r.rsi & kTimerAbstime) == 0) {
+            if (r.r10 == 0)
+                return false;
+            r.rdx = r.r10;
+        }
+    } else {
+        return false;
+    }
+    r.rax = r.orig_rax;
+    r.rip -= 2;
+    return true;
+}
 
 // Returns the registers with the fix-up applied and orig_rax = -1 (so it is never applied twice).
 inline user_regs_struct restart_fixup(user_regs_struct r, RestartMode mode) {
@@ -38,7 +66,10 @@ inline user_regs_struct restart_fixup(user_regs_struct r, RestartMode mode) {
             r.rax = r.orig_rax;
             r.rip -= 2;
         } else if (rax == kERestartRestartBlock) {
-            if (mode == RestartMode::Kernel) {
+            // Sleeps are re-issued explicitly in both modes: then a later dump sees the
+            // sleep's own syscall number, not restart_syscall, and can re-issue it again.
+            if (sleep_restart(r)) {
+            } else if (mode == RestartMode::Kernel) {
                 r.rax = SYS_restart_syscall;
                 r.rip -= 2;
             } else {

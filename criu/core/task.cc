@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "criu/core/proc_parse.h"
+#include "criu/core/syscall_restart.h"
 
 namespace criu {
 
@@ -365,6 +366,20 @@ Status Task::detach() {
         if (!r) {
             attached_ = false;
             return std::unexpected(std::move(r.error()));
+        }
+    }
+    if (alive_ && stopped_) {
+        // A thread interrupted in a relative sleep would resume through restart_syscall;
+        // re-issue the sleep itself for the time left instead (syscall_restart.h), so that a
+        // later dump of this still-running process can restore it too (--leave-running).
+        auto cur = regs();
+        if (cur && static_cast<int64_t>(cur->orig_rax) >= 0 &&
+            static_cast<int64_t>(cur->rax) == kERestartRestartBlock) {
+            user_regs_struct r = *cur;
+            if (sleep_restart(r)) {
+                r.orig_rax = static_cast<uint64_t>(-1);
+                set_regs(r);
+            }
         }
     }
     Status flushed = flush_regs();
