@@ -12,9 +12,11 @@
 #include "criu/core/proc_parse.h"
 #include "criu/core/remote_syscalls.h"
 #include "criu/dump/page_dumper.h"
+#include "criu/dump/page_hashes.h"
 #include "criu/dump/process_state.h"
 #include "criu/dump/thread_state.h"
 #include "images/image_io.h"
+#include "images/page_reader.h"
 
 namespace criu {
 
@@ -56,8 +58,9 @@ images::Inventory make_inventory(const ProcessImages& root) {
             .count()));
     inv.set_pre_dump(false);
     inv.set_page_size(static_cast<uint32_t>(sysconf(_SC_PAGESIZE)));
-    // The XSAVE layout the images carry is the one ptrace gave for these threads.
-    const std::string& xs = root.core.threads(0).xsave();
+    // The XSAVE layout the images carry is the one ptrace gave for these threads (none in a
+    // pre-dump, which holds memory only).
+    const std::string xs = root.core.threads_size() ? root.core.threads(0).xsave() : std::string();
     inv.set_xsave_size(xs.size());
     if (xs.size() >= kXcr0Offset + 8) {
         uint64_t xcr0 = 0;
@@ -66,6 +69,38 @@ images::Inventory make_inventory(const ProcessImages& root) {
     }
     *inv.mutable_vdso() = vdso_layout(root.vmas);
     return inv;
+}
+
+// Hashes of the same process's pages in the previous image set (--prev-images-dir, relative to
+// the images directory as in CRIU). The parent set and its chain are validated first (a broken
+// parent would make this dump unrestorable); a parent without hashes only means every page is
+// written again.
+Expected<PageHashes> load_parent_hashes(const Options& opts, const ImageDir& dir, pid_t pid, Log& log) {
+    if (opts.prev_images_dir.empty())
+        return PageHashes();
+    std::string path = opts.prev_images_dir[0] == '/' ? opts.prev_images_dir : dir.path() + "/" + opts.prev_images_dir;
+    ImageDir pd = TRY_CTX(ImageDir::open(path), "parent image set {}", path);
+    TRY_CTX(pd.read_inventory(), "parent image set {}", path);
+    if (!TRY(pd.has(ImageType::Pagemap, pid)))
+        return PageHashes();
+    TRY_CTX(PageReader::open(pd, pid, true), "parent image set {}", path);
+    auto h = PageHashes::load(pd, pid);
+    if (!h) {
+        log.warn("dump", "ignoring the parent's page hashes: {}", h.error().str());
+        return PageHashes();
+    }
+    if (h->empty())
+        log.info("dump", "parent image set {} has no page hashes for pid {}: every page is written", path, pid);
+    return std::move(*h);
+}
+
+// Creates the image directory and removes an inventory left by an earlier dump, which would
+// make a half-written new set look valid.
+Expected<ImageDir> prepare_image_dir(const Options& opts) {
+    ImageDir dir = TRY(ImageDir::create(opts.images_dir));
+    if (unlinkat(dir.fd(), image_file_name(ImageType::Inventory).c_str(), 0) < 0 && errno != ENOENT)
+        return fail_errno("cannot remove the old inventory in {}", dir.path());
+    return dir;
 }
 
 template <class Msg>
@@ -142,7 +177,7 @@ Status dump_process(DumpContext& ctx, SeizedProcess& sp, FilesDumper& files, Pro
     out.vmas = TRY(collect_vmas(pid));
     for (const DumpVma& v : out.vmas)
         *out.mm.add_vmas() = v.vma;
-    TRY_VOID(dump_pages(ctx, sp.main_thread(), out.vmas, out.mm));
+    TRY_VOID(dump_pages(ctx, sp.main_thread(), out.vmas, out.mm, out.parent_hashes, out.hashes));
 
     TRY_VOID(ctx.checkpoint("fds"));
     TRY_VOID(files.dump_process_fds(pid, ctx.opts, ctx.log, ctx.dir.fd()));
@@ -173,13 +208,11 @@ Status run_dump(const Options& opts, Log& log) {
     }
     TRY_VOID(pre);
 
-    ImageDir dir = TRY(ImageDir::create(opts.images_dir));
-    // An inventory left by an earlier dump would make a half-written new set look valid.
-    if (unlinkat(dir.fd(), image_file_name(ImageType::Inventory).c_str(), 0) < 0 && errno != ENOENT)
-        return fail_errno("cannot remove the old inventory in {}", dir.path());
-    DumpContext ctx(opts, log, std::move(dir), kfc::KernelFeatures::detect());
+    DumpContext ctx(opts, log, TRY(prepare_image_dir(opts)), kfc::KernelFeatures::detect());
     ctx.started = started;
     TRY_VOID(ctx.checkpoint("preflight"));
+    PageHashes parent = TRY(load_parent_hashes(opts, ctx.dir, pid, log));
+    PageHashes hashes;
 
     TRY_VOID(ctx.checkpoint("seize"));
     auto t_seize = std::chrono::steady_clock::now();
@@ -189,13 +222,19 @@ Status run_dump(const Options& opts, Log& log) {
 
     ProcessImages img;
     FilesDumper files;
+    img.parent_hashes = parent.empty() ? nullptr : &parent;
+    img.hashes = opts.track_mem ? &hashes : nullptr;
     TRY_VOID_CTX(dump_process(ctx, *sp, files, img), "dumping pid {}", pid);
     TRY_VOID(ctx.checkpoint("images"));
+    if (opts.track_mem)
+        TRY_VOID(hashes.save(ctx.dir, pid));
     TRY_VOID_CTX(files.finish(ctx.dir.fd()), "dumping pid {}", pid);
     TRY_VOID_CTX(write_process_images(ctx, img), "dumping pid {}", pid);
     TRY_VOID(write_one(ctx.dir, ImageType::Pstree, -1, img.pstree));
     TRY_VOID(ctx.checkpoint("inventory"));
-    TRY_VOID(ctx.dir.write_inventory(make_inventory(img)));
+    images::Inventory inv = make_inventory(img);
+    inv.set_parent_dir(opts.prev_images_dir);
+    TRY_VOID(ctx.dir.write_inventory(inv));
 
     // The image set is complete: from here the process is either gone or running again.
     size_t nthreads = sp->threads().size();
@@ -209,9 +248,62 @@ Status run_dump(const Options& opts, Log& log) {
     ctx.stats.set_threads(static_cast<uint32_t>(nthreads));
     ctx.stats.set_total_time_us(micros_since(started));
     write_stats(ctx);
-    log.info("dump", "pid {} dumped ({} thread(s), {} pages written, frozen {:.1f} ms){}", pid, nthreads,
-             ctx.stats.pages_written(), ctx.stats.frozen_time_us() / 1000.0,
-             opts.leave_running ? ", left running" : ", killed");
+    log.info("dump", "pid {} dumped ({} thread(s), {} pages written, {} as in the parent, frozen {:.1f} ms){}", pid,
+             nthreads, ctx.stats.pages_written(), ctx.stats.pages_skipped_parent(),
+             ctx.stats.frozen_time_us() / 1000.0, opts.leave_running ? ", left running" : ", killed");
+    return {};
+}
+
+Status run_pre_dump(const Options& opts, Log& log) {
+    InterruptGuard interrupt_guard;
+    auto started = std::chrono::steady_clock::now();
+    pid_t pid = opts.pid;
+    if (pid <= 0)
+        return failf(EINVAL, "no process to pre-dump (pid {})", pid);
+    // The same blockers as a dump: a pre-dump whose final dump is bound to fail helps nobody.
+    TRY_VOID(preflight(pid, opts, log));
+    DumpContext ctx(opts, log, TRY(prepare_image_dir(opts)), kfc::KernelFeatures::detect());
+    ctx.started = started;
+    PageHashes parent = TRY(load_parent_hashes(opts, ctx.dir, pid, log));
+    PageHashes hashes;
+
+    TRY_VOID(ctx.checkpoint("seize"));
+    auto t_seize = std::chrono::steady_clock::now();
+    std::unique_ptr<SeizedProcess> sp = TRY_CTX(SeizedProcess::seize(pid, log), "pre-dumping pid {}", pid);
+    ctx.stats.set_freezing_time_us(micros_since(t_seize));
+    auto frozen_since = std::chrono::steady_clock::now();
+
+    // Memory only: the VMA list and the pages. Nothing runs inside the process.
+    ProcessImages img;
+    img.core.set_pid(pid);
+    img.pstree.set_pid(pid);
+    for (const auto& t : sp->threads())
+        img.pstree.add_threads(t->tid());
+    TRY_VOID(ctx.checkpoint("mm"));
+    img.vmas = TRY_CTX(collect_vmas(pid), "pre-dumping pid {}", pid);
+    for (const DumpVma& v : img.vmas)
+        *img.mm.add_vmas() = v.vma;
+    // A pre-dump exists to be followed by a dump: it always records page hashes.
+    TRY_VOID_CTX(dump_pages(ctx, sp->main_thread(), img.vmas, img.mm, parent.empty() ? nullptr : &parent, &hashes),
+                 "pre-dumping pid {}", pid);
+    TRY_VOID(ctx.checkpoint("images"));
+    TRY_VOID(hashes.save(ctx.dir, pid));
+    TRY_VOID(write_one(ctx.dir, ImageType::Mm, pid, img.mm));
+    TRY_VOID(write_one(ctx.dir, ImageType::Pstree, -1, img.pstree));
+    TRY_VOID(ctx.checkpoint("inventory"));
+    images::Inventory inv = make_inventory(img);
+    inv.set_pre_dump(true);
+    inv.set_parent_dir(opts.prev_images_dir);
+    TRY_VOID(ctx.dir.write_inventory(inv));
+
+    TRY_VOID_CTX(sp->resume(), "resuming pid {} after the pre-dump", pid);
+    ctx.stats.set_frozen_time_us(micros_since(frozen_since));
+    ctx.stats.set_tasks(1);
+    ctx.stats.set_threads(static_cast<uint32_t>(img.pstree.threads_size()));
+    ctx.stats.set_total_time_us(micros_since(started));
+    write_stats(ctx);
+    log.info("dump", "pid {} pre-dumped ({} pages written, {} as in the parent, frozen {:.1f} ms)", pid,
+             ctx.stats.pages_written(), ctx.stats.pages_skipped_parent(), ctx.stats.frozen_time_us() / 1000.0);
     return {};
 }
 

@@ -34,11 +34,20 @@
 
 namespace criu {
 
+class PageHashes;
+
 // `criu dump -t PID`: pre-flight (nothing frozen), seize every thread, collect, write images,
 // then kill the process (default) or resume it exactly as it was (--leave-running). With
 // --dry-run only the pre-flight runs and nothing is written. On any error, SIGINT or SIGTERM
 // the process is resumed as it was, nothing is left in it, and no inventory.img exists.
 Status run_dump(const Options& opts, Log& log);
+
+// `criu pre-dump -t PID`: memory only (mm-<pid>.img with the VMAs, pagemap/pages, pstree,
+// inventory with pre_dump set, pagehash-<pid>.bin), and the process always runs on. With
+// --prev-images-dir, both commands record pages whose content hash equals the previous image
+// set's as PE_PARENT (this kernel has no soft-dirty; see page_hashes.h) and set
+// Inventory.parent_dir. `dump --track-mem` also writes pagehash-<pid>.bin.
+Status run_pre_dump(const Options& opts, Log& log);
 
 // Everything learned about one process, before it is written.
 struct ProcessImages {
@@ -47,6 +56,8 @@ struct ProcessImages {
     images::FsInfo fs;
     images::PstreeEntry pstree;
     std::vector<DumpVma> vmas;
+    const PageHashes* parent_hashes = nullptr;  // page hashes of the previous image set, if any
+    PageHashes* hashes = nullptr;               // where to record this dump's page hashes, if wanted
 };
 
 // Dumps one seized process: thread and process state, memory map and pages, fds. Writes

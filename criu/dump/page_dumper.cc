@@ -2,6 +2,7 @@
 
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include <thread>
 
 #include "criu/core/pagemap_scan.h"
+#include "criu/dump/page_hashes.h"
 #include "images/page_writer.h"
 
 namespace criu {
@@ -35,15 +37,29 @@ struct Run {
     bool zero_holes;  // all-zero pages may be left out
 };
 
-// Pages of a buffer that go to the writer as one add_pages call.
+// Pages of a buffer that go to the writer as one add_pages call, or (parent) pages equal to
+// the parent image's, recorded with add_parent.
 struct Segment {
     uint64_t vaddr;
     uint32_t nr_pages;
     uint32_t buf_page;
+    bool parent;
 };
 
+// A run of pages read into a buffer, at page `buf_page` of it.
+struct Pending {
+    uint64_t vaddr;
+    size_t pages;
+    size_t buf_page;
+    bool force;
+    bool zero_holes;
+};
+
+// A buffer on its way from the reading thread to the writer thread: what was read where, and
+// (filled by the writer thread) what goes to the image.
 struct Batch {
     uint8_t* buf = nullptr;
+    std::vector<Pending> pend;
     std::vector<Segment> segs;
 };
 
@@ -78,11 +94,54 @@ private:
     bool closed_ = false;
 };
 
+// Decides, on the writer thread, what each page read becomes: dropped (all zero, where absent
+// means zero), recorded as in the parent (its hash equals the parent image's hash of that
+// address), or data. Hashing here rather than on the reading thread lets it overlap the next
+// process_vm_readv. Also records the hash of every page kept when asked to.
+struct Classifier {
+    const PageHashes* parent = nullptr;
+    PageHashes* hashes = nullptr;
+    size_t parent_cursor = 0;
+    uint64_t zero_pages = 0;
+    uint64_t parent_pages = 0;
+
+    void segment(Batch& b) {
+        for (const Pending& p : b.pend) {
+            for (size_t i = 0; i < p.pages; ++i) {
+                size_t bp = p.buf_page + i;
+                uint64_t va = p.vaddr + i * kPage;
+                const uint8_t* page = b.buf + bp * kPage;
+                if (p.zero_holes && std::memcmp(page, kZeroPage, kPage) == 0) {
+                    ++zero_pages;
+                    continue;
+                }
+                bool from_parent = false;
+                if (parent || hashes) {
+                    uint64_t h = page_hash(page);
+                    if (hashes)
+                        hashes->add(va, h);
+                    from_parent = parent && parent->find_from(parent_cursor, va) == h;
+                }
+                parent_pages += from_parent;
+                if (!b.segs.empty()) {
+                    Segment& last = b.segs.back();
+                    if (last.parent == from_parent && last.vaddr + uint64_t(last.nr_pages) * kPage == va &&
+                        last.buf_page + last.nr_pages == bp) {
+                        ++last.nr_pages;
+                        continue;
+                    }
+                }
+                b.segs.push_back({va, 1, static_cast<uint32_t>(bp), from_parent});
+            }
+        }
+    }
+};
+
 // The writer thread and its buffers. The destructor always stops and joins the thread, so an
 // error anywhere in the reader leaves no thread behind.
 class WriterPipeline {
 public:
-    explicit WriterPipeline(PageWriter& pw) : pw_(pw) {
+    WriterPipeline(PageWriter& pw, Classifier& cls) : pw_(pw), cls_(cls) {
         for (auto& b : batches_) {
             b.buf = static_cast<uint8_t*>(std::aligned_alloc(kPage, kBatchBytes));
             free_.push(&b);
@@ -119,8 +178,10 @@ private:
         while (Batch* b = full_.pop()) {
             if (!failed()) {
                 auto t0 = std::chrono::steady_clock::now();
+                cls_.segment(*b);
                 for (const Segment& s : b->segs) {
-                    Status st = pw_.add_pages(s.vaddr, b->buf + size_t(s.buf_page) * kPage, s.nr_pages);
+                    Status st = s.parent ? pw_.add_parent(s.vaddr, s.nr_pages)
+                                         : pw_.add_pages(s.vaddr, b->buf + size_t(s.buf_page) * kPage, s.nr_pages);
                     if (!st) {
                         std::lock_guard l(err_m_);
                         err_ = std::move(st.error());
@@ -130,11 +191,13 @@ private:
                 write_us_ += micros_since(t0);
             }
             b->segs.clear();
+            b->pend.clear();
             free_.push(b);
         }
     }
 
     PageWriter& pw_;
+    Classifier& cls_;  // used by the thread only until stop() returns
     Batch batches_[kBuffers];
     BatchQueue free_;
     BatchQueue full_;
@@ -142,15 +205,6 @@ private:
     std::mutex err_m_;
     std::optional<Error> err_;
     uint64_t write_us_ = 0;  // written by the thread, read after join
-};
-
-// What to read next into the current buffer.
-struct Pending {
-    uint64_t vaddr;
-    size_t pages;
-    size_t buf_page;
-    bool force;
-    bool zero_holes;
 };
 
 Status read_pending(Task& task, uint8_t* buf, const std::vector<Pending>& pend) {
@@ -194,28 +248,6 @@ Status read_pending(Task& task, uint8_t* buf, const std::vector<Pending>& pend) 
     return {};
 }
 
-// Splits what was read into segments of non-zero pages (zero ones are dropped where allowed).
-void segment(Batch& b, const std::vector<Pending>& pend, images::DumpStats& stats) {
-    for (const Pending& p : pend) {
-        for (size_t i = 0; i < p.pages; ++i) {
-            size_t bp = p.buf_page + i;
-            uint64_t va = p.vaddr + i * kPage;
-            if (p.zero_holes && std::memcmp(b.buf + bp * kPage, kZeroPage, kPage) == 0) {
-                stats.set_pages_skipped_zero(stats.pages_skipped_zero() + 1);
-                continue;
-            }
-            if (!b.segs.empty()) {
-                Segment& last = b.segs.back();
-                if (last.vaddr + uint64_t(last.nr_pages) * kPage == va && last.buf_page + last.nr_pages == bp) {
-                    ++last.nr_pages;
-                    continue;
-                }
-            }
-            b.segs.push_back({va, 1, static_cast<uint32_t>(bp)});
-        }
-    }
-}
-
 Expected<std::vector<Run>> find_runs(DumpContext& ctx, pid_t pid, const std::vector<DumpVma>& vmas,
                                      images::MmInfo& mm) {
     bool use_scan = ctx.features.has("pagemap_scan");
@@ -251,7 +283,8 @@ Expected<std::vector<Run>> find_runs(DumpContext& ctx, pid_t pid, const std::vec
 
 }  // namespace
 
-Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas, images::MmInfo& mm) {
+Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas, images::MmInfo& mm,
+                  const PageHashes* parent, PageHashes* hashes) {
     auto t0 = std::chrono::steady_clock::now();
     pid_t pid = task.pid();
     std::vector<Run> runs = TRY(find_runs(ctx, pid, vmas, mm));
@@ -264,17 +297,17 @@ Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas
     wo.codec = ctx.opts.compress ? images::CODEC_ZSTD : images::CODEC_RAW;
     PageWriter pw = TRY_CTX(PageWriter::create(ctx.dir, pid, wo), "pages of pid {}", pid);
     uint64_t write_us = 0;
+    Classifier cls;
+    cls.parent = parent;
+    cls.hashes = hashes;
     {
-        WriterPipeline pipe(pw);
+        WriterPipeline pipe(pw, cls);
         Batch* cur = pipe.take_free();
         size_t used = 0;
-        std::vector<Pending> pend;
         bool submitted_once = false;
         auto flush = [&]() -> Status {
-            TRY_VOID_CTX(read_pending(task, cur->buf, pend), "reading the memory of pid {}", pid);
-            segment(*cur, pend, ctx.stats);
+            TRY_VOID_CTX(read_pending(task, cur->buf, cur->pend), "reading the memory of pid {}", pid);
             pipe.submit(cur);
-            pend.clear();
             used = 0;
             if (!submitted_once) {
                 submitted_once = true;
@@ -291,19 +324,19 @@ Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas
         for (const Run& r : runs) {
             for (uint64_t a = r.start; a < r.end;) {
                 size_t take = std::min<uint64_t>(kBatchPages - used, (r.end - a) / kPage);
-                pend.push_back({a, take, used, r.force, r.zero_holes});
+                cur->pend.push_back({a, take, used, r.force, r.zero_holes});
                 used += take;
                 a += take * kPage;
-                if (used == kBatchPages || pend.size() == kMaxIov)
+                if (used == kBatchPages || cur->pend.size() == kMaxIov)
                     TRY_VOID(flush());
             }
         }
-        if (!pend.empty())
+        if (!cur->pend.empty())
             TRY_VOID(flush());
         else if (!submitted_once)
             TRY_VOID(ctx.checkpoint("pages"));
         if (cur)
-            cur->segs.clear();
+            cur->pend.clear();
         TRY_VOID(pipe.stop());
         write_us = pipe.write_us();
     }
@@ -312,13 +345,15 @@ Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas
     write_us += micros_since(tf);
 
     const PageWriterStats& ps = pw.stats();
+    ctx.stats.set_pages_skipped_zero(ctx.stats.pages_skipped_zero() + cls.zero_pages);
+    ctx.stats.set_pages_skipped_parent(ctx.stats.pages_skipped_parent() + cls.parent_pages);
     ctx.stats.set_pages_written(ctx.stats.pages_written() + ps.pages_present);
     ctx.stats.set_bytes_written(ctx.stats.bytes_written() + ps.bytes_stored);
     ctx.stats.set_bytes_before_compression(ctx.stats.bytes_before_compression() + ps.bytes_in);
     ctx.stats.set_memdump_time_us(ctx.stats.memdump_time_us() + micros_since(t0));
     ctx.stats.set_memwrite_time_us(ctx.stats.memwrite_time_us() + write_us);
-    ctx.log.info("dump", "pid {}: {} pages scanned, {} written, {} zero skipped, {} bytes stored ({})", pid, scanned,
-                 ps.pages_present, ctx.stats.pages_skipped_zero(), ps.bytes_stored,
+    ctx.log.info("dump", "pid {}: {} pages scanned, {} written, {} zero skipped, {} as in the parent, {} bytes stored ({})",
+                 pid, scanned, ps.pages_present, ctx.stats.pages_skipped_zero(), ps.pages_parent, ps.bytes_stored,
                  ctx.opts.compress ? "zstd" : "raw");
     return {};
 }

@@ -16,8 +16,14 @@
 
 namespace criu {
 
+class PageHashes;
+
 // Writes the pages of `vmas` (see PagePolicy) and adds the guard regions found to `mm`.
+// With `parent` (page hashes of this process in the previous image set, see page_hashes.h),
+// pages whose hash equals the parent's are recorded as PE_PARENT instead of written again.
+// With `hashes`, the hash of every page kept is recorded there, for the next increment.
 // Updates ctx.stats (pages scanned/written/skipped, bytes, memdump/memwrite times).
-Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas, images::MmInfo& mm);
+Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas, images::MmInfo& mm,
+                  const PageHashes* parent = nullptr, PageHashes* hashes = nullptr);
 
 }  // namespace criu

@@ -459,3 +459,51 @@ TEST_CASE("the dumped process survives its dumper being SIGKILLed or interrupted
     CHECK(interrupted_cleanly > 0);
     kill_child(c);
 }
+
+TEST_CASE("pre-dump then dump with --prev-images-dir records unchanged pages as in the parent") {
+    Log log(0);
+    Child c;
+    spawn_child(c);
+    TempDir root;
+    std::string pre_dir = root.path + "/pre";
+    std::string full_dir = root.path + "/full";
+    Options pre = dump_options(c.pid, pre_dir, false);
+    auto r1 = run_pre_dump(pre, log);
+    INFO((r1 ? std::string("ok") : r1.error().str()));
+    REQUIRE(r1);
+    CHECK(child_healthy(c));  // a pre-dump always leaves the process running
+    auto dp = ImageDir::open(pre_dir);
+    REQUIRE(dp);
+    auto pinv = dp->read_inventory();
+    REQUIRE(pinv);
+    CHECK(pinv->pre_dump());
+
+    Options full = dump_options(c.pid, full_dir, true);
+    full.prev_images_dir = "../pre";  // relative to the images directory, as in CRIU
+    auto r2 = run_dump(full, log);
+    INFO((r2 ? std::string("ok") : r2.error().str()));
+    REQUIRE(r2);
+    auto d = ImageDir::open(full_dir);
+    REQUIRE(d);
+    auto inv = d->read_inventory();
+    REQUIRE(inv);
+    CHECK_FALSE(inv->pre_dump());
+    CHECK(inv->parent_dir() == "../pre");
+    auto stats = d->open_reader(ImageType::DumpStats)->read_one<images::DumpStats>();
+    REQUIRE(stats);
+    CHECK(stats->pages_skipped_parent() >= kPatternedPages);
+    CHECK(stats->pages_written() < stats->pages_skipped_parent());
+
+    // Through the chain, the buffer reads back whole.
+    auto pr = PageReader::open(*d, c.pid, true);
+    REQUIRE(pr);
+    CHECK(pr->count_pages(images::PE_PARENT) >= kPatternedPages);
+    std::vector<uint8_t> got(kPatternedPages * kPage);
+    REQUIRE(pr->read_range(c.sh->buf, kPatternedPages, got.data()));
+    bool same = true;
+    for (size_t p = 0; p < kPatternedPages; ++p)
+        for (size_t o = 0; o < kPage; ++o)
+            same &= got[p * kPage + o] == pattern_byte(p, o);
+    CHECK(same);
+    CHECK(child_healthy(c));
+}
