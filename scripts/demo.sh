@@ -14,6 +14,7 @@ echo "== criu check"
 echo "== starting the counter"
 setsid "$counter" </dev/null >"$work/counter.out" 2>&1 &
 pid=$!
+disown "$pid" 2>/dev/null || true  # no "Killed" notice from the shell when the dump kills it
 sleep 1
 echo "   pid $pid; last line: $(tail -n 1 "$work/counter.out")"
 
