@@ -22,6 +22,9 @@
 #include "kernel-feature-check/check_command.h"
 #define HAVE_CHECK 1
 #endif
+#include "criu/backtrace/backtrace.h"
+#include "criu/backtrace/backtrace_report.h"
+#include "migrate/cache/cache_command.h"
 #if __has_include("restore/restore.h")
 #include "restore/restore.h"
 #define HAVE_RESTORE 1
@@ -42,7 +45,6 @@ constexpr PlannedCommand kPlanned[] = {
     {"lazy-pages", "post-copy restore"},
     {"migrate", "live migration"},
     {"serve", "live migration"},
-    {"cache", "the SSD cache"},
 };
 
 std::string join_path(const std::string& dir, const std::string& name) {
@@ -114,6 +116,15 @@ int cmd_restore(const Options& opts) {
 #ifdef HAVE_SHOW
 int cmd_show(const CommandArgs& cmd, const Options& opts) {
     std::string path = cmd.args.empty() ? opts.images_dir : cmd.args[0];
+    if (cmd.backtraces) {
+        auto bt = unwind_image_dir(path);
+        if (!bt) {
+            fmt::print(stderr, "Error (show): {}\n", bt.error().str());
+            return 1;
+        }
+        fmt::print("{}", cmd.json ? backtraces_to_json(*bt) + "\n" : backtraces_to_text(*bt));
+        return 0;
+    }
     auto r = show_path_json(path);
     if (!r) {
         fmt::print(stderr, "Error (show): {}\n", r.error().str());
@@ -143,6 +154,13 @@ int run_command(const CommandArgs& cmd, const Options& opts) {
     if (cmd.name == "show")
         return cmd_show(cmd, opts);
 #endif
+    if (cmd.name == "cache") {
+        if (cmd.cache_dir.empty()) {
+            fmt::print(stderr, "Error (cache): no cache given: use --cache-dir DIR\n");
+            return 1;
+        }
+        return run_cache_command(cmd.args, cmd.cache_dir, cmd.json);
+    }
     for (const auto& p : kPlanned) {
         if (cmd.name == p.name) {
             fmt::print(stderr, "Error ({}): this command is not part of criu {} yet; it comes with {}.\n", p.name,

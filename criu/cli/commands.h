@@ -16,6 +16,7 @@ struct CommandArgs {
     std::string check_feature;
     bool json = false;
     bool backtraces = false;
+    std::string cache_dir;
 };
 
 // Runs one command; returns the process exit code. Prints the final error, if any,

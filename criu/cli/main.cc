@@ -83,8 +83,9 @@ int main(int argc, char** argv) {
     app.add_flag("--ms", cmd.check_ms, "check: the same check (accepted for scripts)");
     app.add_flag("--all", cmd.check_all, "check: report the optional features too");
     app.add_option("--feature", cmd.check_feature, "check: answer for one feature by exit code ('list' lists them)");
-    app.add_flag("--json", cmd.json, "check: print the result as JSON");
-    app.add_flag("--backtraces", cmd.backtraces, "show: print each thread's call stack at the dump");
+    app.add_flag("--json", cmd.json, "check, show --backtraces, cache: print JSON");
+    app.add_flag("--backtraces", cmd.backtraces, "show: print each thread's call stack at the dump (text; JSON with --json)");
+    app.add_option("--cache-dir", cmd.cache_dir, "cache: the SSD cache directory");
 
     std::vector<std::string> args = normalize_args(argc, argv);
     std::reverse(args.begin(), args.end());  // CLI11 wants them reversed
