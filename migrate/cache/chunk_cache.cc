@@ -233,7 +233,7 @@ Status ChunkCache::load_index() {
     }
     TRY_VOID(validate_entries(unconfirmed));
     TRY_VOID(load_snapshots());
-    if (!recovery_.clean_shutdown) {
+    if (!recovery_.clean_shutdown && !opts_.read_only) {
         counters_.recoveries++;
         counters_.dropped_on_recovery += recovery_.dropped;
     }

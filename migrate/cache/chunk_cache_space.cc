@@ -62,7 +62,6 @@ Expected<ChunkCache::Reservation> ChunkCache::reserve_append(uint64_t bytes) {
     Reservation r{s.file, s.size};
     s.size += bytes;
     s.inflight++;
-    s.unsynced = true;
     disk_bytes_ += bytes;
     largest_segment_ = std::max(largest_segment_, s.size);
     return r;
@@ -70,7 +69,11 @@ Expected<ChunkCache::Reservation> ChunkCache::reserve_append(uint64_t bytes) {
 
 void ChunkCache::finish_write(uint32_t segment) {
     // A failed write leaves its reserved space as garbage: counted on disk, not live.
-    segments_.at(segment).inflight--;
+    Segment& s = segments_.at(segment);
+    s.inflight--;
+    // Marked when the write is done, not when it was reserved: a commit that ran
+    // meanwhile did not cover it, and the index record for it comes after this.
+    s.unsynced = true;
     cv_.notify_all();
 }
 

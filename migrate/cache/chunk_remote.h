@@ -27,6 +27,10 @@ public:
     // them, so an early acknowledgement would lose data. The remote must check each
     // chunk against its key before it trusts it.
     virtual Status put(std::span<const StoredChunk> chunks) = 0;
+
+    // Both calls run on the cache's writer thread (or a writethrough put's thread);
+    // ChunkCache::close() waits for a call in progress, so a network implementation
+    // must time out rather than block for ever.
 };
 
 }  // namespace criu
