@@ -40,7 +40,6 @@ struct PlannedCommand {
     const char* arrives_with;
 };
 constexpr PlannedCommand kPlanned[] = {
-    {"pre-dump", "incremental snapshots"},
     {"page-server", "the page server"},
     {"lazy-pages", "post-copy restore"},
     {"migrate", "live migration"},
@@ -84,18 +83,19 @@ int cmd_check(const CommandArgs& cmd) {
 #endif
 
 #ifdef HAVE_DUMP
-int cmd_dump(const Options& opts) {
+// `dump` and `pre-dump` (memory only, the process always runs on).
+int cmd_dump(const Options& opts, bool pre) {
+    const char* what = pre ? "pre-dump" : "dump";
     if (opts.pid <= 0) {
-        fmt::print(stderr, "Error (dump): no process given: use -t PID\n");
+        fmt::print(stderr, "Error ({}): no process given: use -t PID\n", what);
         return 1;
     }
     Log log(opts.verbosity);
-    open_log(log, opts, "dump.log");
-    log.info("cli", "criu dump -t {} -D {}", opts.pid, opts.images_dir);
-    auto r = run_dump(opts, log);
-    if (!r) {
-        return report(log, "dump", r.error());
-    }
+    open_log(log, opts, pre ? "pre-dump.log" : "dump.log");
+    log.info("cli", "criu {} -t {} -D {}", what, opts.pid, opts.images_dir);
+    auto r = pre ? run_pre_dump(opts, log) : run_dump(opts, log);
+    if (!r)
+        return report(log, what, r.error());
     return 0;
 }
 #endif
@@ -143,8 +143,8 @@ int run_command(const CommandArgs& cmd, const Options& opts) {
         return cmd_check(cmd);
 #endif
 #ifdef HAVE_DUMP
-    if (cmd.name == "dump")
-        return cmd_dump(opts);
+    if (cmd.name == "dump" || cmd.name == "pre-dump")
+        return cmd_dump(opts, cmd.name == "pre-dump");
 #endif
 #ifdef HAVE_RESTORE
     if (cmd.name == "restore")
