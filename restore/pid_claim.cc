@@ -37,7 +37,7 @@ constexpr std::chrono::milliseconds kPoll{10};
 std::string PidHolder::describe(pid_t pid) const {
     if (!exists)
         return fmt::format("pid {} is being released by the kernel", pid);
-    std::string who = tgid != pid ? fmt::format("thread {} of process {} ({})", pid, tgid, comm)
+    std::string who = tgid != pid ? fmt::format("thread {} ({}) of process {}", pid, comm, tgid)
                                   : fmt::format("process {} ({})", pid, comm);
     if (state == 'Z')
         return fmt::format("{} is a zombie that its parent {} has not reaped", who, ppid);

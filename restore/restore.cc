@@ -191,6 +191,8 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     // Phase 1: everything read and checked, every object the blob needs opened.
     Prepared pr = TRY(prepare_process(dir, hdr.inventory, entry, host, log));
     FilesRestorer files = TRY(FilesRestorer::load(dir.fd(), {pid}, log));
+    // The pid first: when a whole restored copy still runs, that is what the user should read.
+    TRY_VOID(wait_pid_free(pid, "pid", log));
     for (int i = 1; i < entry.threads_size(); i++)
         TRY_VOID(wait_pid_free(entry.threads(i), "tid", log));
 

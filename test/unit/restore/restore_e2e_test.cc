@@ -391,7 +391,7 @@ TEST_CASE("e2e: a pid held by a running process is refused, naming the holder") 
     kill(t.pid, SIGKILL);
     waitpid(t.pid, nullptr, 0);
     REQUIRE_FALSE(r);
-    CHECK_THAT(r.error().str(), Catch::Contains(fmt::format("cannot restore pid {}", t.pid)) &&
+    CHECK_THAT(r.error().str(), Catch::Contains(fmt::format("pid {} is taken: process {}", t.pid, t.pid)) &&
                                     Catch::Contains("is running"));
 }
 
