@@ -7,7 +7,7 @@
 //     zmm16-31 legitimately).
 // Every 50 ms main appends one line to stdout:
 //   tick N heap=H t1=A t2=B usr1=U alrm=R ptimer=P zmm=ok tls=ok mem=ok alt=ok shm=ok
-//   - worker 1 also has a name, nice 5 and a sigaltstack it re-checks (alt=ok);
+//   - worker 1 also has a name, nice 5, SCHED_BATCH and a sigaltstack it re-checks (alt=ok);
 //   - SIGUSR2 is blocked everywhere, so a test can leave it pending (shared and per thread);
 //   - a shared anonymous region mapped twice (one object, two addresses) and a shared mapping
 //     of a file next to the stop file: writes through one mapping show through the other
@@ -18,6 +18,7 @@
 // Build: gcc -O2 -pthread restore_target.c -o restore_target
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
@@ -56,6 +58,8 @@ static void* worker_tls(void* arg) {
     tls_marker = (int)(intptr_t)arg;
     pthread_setname_np(pthread_self(), "rt-tls");
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5);
+    struct sched_param sp = {0};
+    sched_setscheduler(0, SCHED_BATCH, &sp);  // this thread only
     stack_t ss = {.ss_sp = malloc(65536), .ss_flags = 0, .ss_size = 65536};
     sigaltstack(&ss, NULL);
     while (!stop) {
@@ -103,6 +107,8 @@ static void on_rt(int sig) { (void)sig; ptimer++; }
 int main(int argc, char** argv) {
     const char* stop_file = argc > 1 ? argv[1] : "/nonexistent";
     setvbuf(stdout, NULL, _IOLBF, 0);
+    prctl(PR_SET_TIMERSLACK, 123456, 0, 0, 0);
+    umask(027);
     signal(SIGUSR1, on_usr1);
     signal(SIGALRM, on_alrm);
     signal(SIGRTMIN + 2, on_rt);

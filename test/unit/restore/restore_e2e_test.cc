@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -119,6 +121,22 @@ std::string normalized_maps(const std::string& maps) {
     return out;
 }
 
+// The rseq registration of a thread (PTRACE_GET_RSEQ_CONFIGURATION needs a ptrace stop; the
+// interrupted sleep just returns early).
+std::string rseq_of(pid_t tid) {
+    struct {  // struct ptrace_rseq_configuration
+        uint64_t ptr;
+        uint32_t len, sig, flags, pad;
+    } conf{};
+    if (ptrace(PTRACE_SEIZE, tid, 0, 0) != 0)
+        return "seize failed";
+    ptrace(PTRACE_INTERRUPT, tid, 0, 0);
+    waitpid(tid, nullptr, __WALL);
+    long n = ptrace(__ptrace_request(0x420f /* PTRACE_GET_RSEQ_CONFIGURATION */), tid, sizeof(conf), &conf);
+    ptrace(PTRACE_DETACH, tid, 0, 0);
+    return fmt::format("{}: {:#x}/{}/{:#x}", n, conf.ptr, conf.len, conf.sig);
+}
+
 // What the kernel shows of a process that a restore must bring back unchanged.
 std::map<std::string, std::string> fingerprint(pid_t pid) {
     std::map<std::string, std::string> f;
@@ -127,6 +145,7 @@ std::map<std::string, std::string> fingerprint(pid_t pid) {
     f["timers"] = slurp(proc + "/timers");
     f["limits"] = slurp(proc + "/limits");
     f["personality"] = slurp(proc + "/personality");
+    f["timerslack"] = slurp(proc + "/timerslack_ns");
     f["status"] = pending_without_timers(
         status_lines(proc + "/status", {"Umask", "Uid", "Gid", "Groups", "ShdPnd", "SigIgn", "SigCgt", "CapInh",
                                         "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp",
@@ -155,6 +174,8 @@ std::map<std::string, std::string> fingerprint(pid_t pid) {
         syscall(SYS_get_robust_list, tid, &head, &len);
         f[key + "robust"] = fmt::format("{:#x}/{}", head, len);
         f[key + "tid"] = std::to_string(tid);
+        f[key + "policy"] = std::to_string(sched_getscheduler(tid));
+        f[key + "rseq"] = rseq_of(tid);
     }
     return f;
 }
@@ -261,6 +282,10 @@ void full_cycle(const char* mode) {
     CHECK(before["status"].find("Seccomp_filters:\t1") != std::string::npos);
     CHECK(before["thread 1 comm"] == "rt-tls\n");
     CHECK(before["thread 1 nice"] == "5");
+    CHECK(before["thread 1 policy"] == std::to_string(SCHED_BATCH));
+    CHECK(before["timerslack"] == "123456\n");
+    INFO("rseq of thread 2: " << before["thread 2 rseq"]);
+    CHECK(before["thread 2 rseq"].find("/32/0x53053053") != std::string::npos);
     dump_and_reap(t);
     size_t dumped_lines = lines_of(t.out).size();
 
