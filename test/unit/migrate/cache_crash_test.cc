@@ -91,6 +91,9 @@ struct Dirs {
     o.mode = CacheMode::writeback;
     o.remote = &remote;
     o.cache_size = 8 << 20;
+    // Segments of 1/8 of the cache (not the default 1/16): less headroom, so
+    // compaction runs often and kills land in the middle of it.
+    o.segment_bytes = 1 << 20;
     o.commit_bytes = 512 << 10;
     o.writeback_batch = 8;
     auto c = ChunkCache::open(dirs.local, o);
@@ -124,6 +127,10 @@ struct Dirs {
         m.key = *k;
         send(fd, m);
         group.push_back(*k);
+        // Re-read a recent chunk now and then: under LRU those survive in old segments,
+        // so space comes back by compaction, and kills land in the middle of it too.
+        if (id % 3 == 0 && id >= first_id + 40)
+            (void)(*c)->get(hash_chunk(gen(id - 40)));
         if (id % 16 == 15) {
             if (!(*c)->pin_snapshot(snap_name(group_id), group))
                 ::_exit(14);
@@ -138,6 +145,44 @@ struct Dirs {
         }
     }
     ::_exit(0);
+}
+
+// Runs `body(fd)` in a child, waits for its first message, lets it go on for a random
+// 0..max_ms, SIGKILLs it and returns everything it reported.
+std::vector<Msg> run_and_kill(const std::function<void(int)>& body, std::mt19937& rng, int max_ms) {
+    int p[2];
+    REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(p[0]);
+        body(p[1]);
+        ::_exit(0);
+    }
+    ::close(p[1]);
+    std::vector<Msg> msgs;
+    Msg m;
+    REQUIRE(::read(p[0], &m, sizeof m) == static_cast<ssize_t>(sizeof m));
+    msgs.push_back(m);
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(rng() % max_ms);
+    ::fcntl(p[0], F_SETFL, O_NONBLOCK);
+    // Keep the pipe drained so the child never blocks on it before the kill.
+    while (std::chrono::steady_clock::now() < until) {
+        for (auto& x : drain(p[0]))
+            msgs.push_back(x);
+        struct pollfd pfd{p[0], POLLIN, 0};
+        ::poll(&pfd, 1, 1);
+    }
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    for (auto& x : drain(p[0]))
+        msgs.push_back(x);
+    ::close(p[0]);
+    // Any other end means the child hit an error (see its exit codes).
+    INFO("child exit status " << (WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status)));
+    REQUIRE((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));
+    return msgs;
 }
 
 std::unique_ptr<ChunkCache> reopen(const std::string& dir, CacheMode mode, ChunkRemote* remote = nullptr) {
@@ -161,39 +206,9 @@ TEST_CASE("SIGKILL at random moments loses nothing acknowledged and serves nothi
     uint64_t next_id = 0;
     for (int iter = 0; iter < 20; iter++) {
         CAPTURE(iter);
-        int p[2];
-        REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
         // Start each run on a fresh group so group ids never straddle runs.
         uint64_t first = (next_id + 15) / 16 * 16;
-        pid_t pid = ::fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) {
-            ::close(p[0]);
-            crash_child(dirs, p[1], first);
-        }
-        ::close(p[1]);
-        // Wait until it is working, then let it run for a random while and kill it.
-        std::vector<Msg> msgs;
-        Msg m;
-        REQUIRE(::read(p[0], &m, sizeof m) == static_cast<ssize_t>(sizeof m));
-        msgs.push_back(m);
-        auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(rng() % 80);
-        ::fcntl(p[0], F_SETFL, O_NONBLOCK);
-        while (std::chrono::steady_clock::now() < until) {
-            for (auto& x : drain(p[0]))
-                msgs.push_back(x);
-            struct pollfd pfd{p[0], POLLIN, 0};
-            ::poll(&pfd, 1, 1);
-        }
-        ::kill(pid, SIGKILL);
-        int status = 0;
-        REQUIRE(::waitpid(pid, &status, 0) == pid);
-        for (auto& x : drain(p[0]))
-            msgs.push_back(x);
-        ::close(p[0]);
-        // Any other end means the child hit an error (see its exit codes).
-        INFO("child exit status " << (WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status)));
-        REQUIRE((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));
+        auto msgs = run_and_kill([&](int fd) { crash_child(dirs, fd, first); }, rng, 150);
         for (const auto& x : msgs) {
             if (x.type == 'K') {
                 acked[x.a] = x.key;
@@ -247,6 +262,100 @@ TEST_CASE("SIGKILL at random moments loses nothing acknowledged and serves nothi
         if (!ZeroKeys::instance().size_of(key))
             CHECK(store->contains(key));
     CHECK(local->stats().counters.recoveries >= 1);
+}
+
+namespace {
+
+std::vector<uint8_t> churn_data(uint64_t id) { return chunk_data(id, 4096 * (1 + id % 16), id % 3 == 0); }
+
+// The child for the compaction test: a small standalone cache under constant churn,
+// with every 8th chunk pinned and recent chunks re-read, so that live chunks stay
+// scattered over old segments and space only comes back by compaction.
+[[noreturn]] void churn_child(const std::string& dir, int fd, uint64_t first_id) {
+    ChunkCacheOptions o;
+    o.mode = CacheMode::standalone;
+    o.cache_size = 4 << 20;
+    o.commit_bytes = 256 << 10;
+    auto c = ChunkCache::open(dir, o);
+    if (!c)
+        ::_exit(60);
+    for (const auto& name : (*c)->snapshots()) {
+        uint64_t sid = std::stoull(name.substr(1));
+        send(fd, Msg{'r', {}, sid, {}, {}});
+        if (!(*c)->release_snapshot(name))
+            ::_exit(61);
+        send(fd, Msg{'R', {}, sid, {}, {}});
+    }
+    std::vector<ChunkKey> keep;
+    for (uint64_t id = first_id;; id++) {
+        uint64_t block = id / 64;
+        auto k = (*c)->put(churn_data(id), id % 8 == 0 ? snap_name(block) : "");
+        if (!k)
+            ::_exit(62);
+        send(fd, Msg{'K', {}, id, *k, {}});
+        if (id % 8 == 0)
+            keep.push_back(*k);
+        if (id % 5 == 0 && id >= first_id + 10)
+            (void)(*c)->get(hash_chunk(churn_data(id - 10)));
+        if (id % 64 == 63) {
+            if (!(*c)->pin_snapshot(snap_name(block), keep))
+                ::_exit(63);
+            send(fd, Msg{'P', {}, block, {}, {}});
+            keep.clear();
+            if (block >= 2 && (block - 2) * 64 >= first_id) {
+                send(fd, Msg{'r', {}, block - 2, {}, {}});
+                if (!(*c)->release_snapshot(snap_name(block - 2)))
+                    ::_exit(64);
+                send(fd, Msg{'R', {}, block - 2, {}, {}});
+            }
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("SIGKILL during eviction and compaction leaves a consistent bounded cache", "[cache][crash]") {
+    CacheTempDir d;
+    std::string dir = d.sub("cache");
+    std::mt19937 rng(777);
+    std::map<uint64_t, ChunkKey> acked;
+    std::set<uint64_t> pinned, releasing;
+    uint64_t next_id = 0;
+    for (int iter = 0; iter < 15; iter++) {
+        CAPTURE(iter);
+        uint64_t first = (next_id + 63) / 64 * 64;
+        auto msgs = run_and_kill([&](int fd) { churn_child(dir, fd, first); }, rng, 300);
+        for (const auto& x : msgs) {
+            if (x.type == 'K') {
+                acked[x.a] = x.key;
+                next_id = std::max(next_id, x.a + 1);
+            } else if (x.type == 'P') {
+                pinned.insert(x.a);
+            } else if (x.type == 'r') {
+                releasing.insert(x.a);
+            }
+        }
+        auto c = reopen(dir, CacheMode::standalone);
+        CHECK(c->recovery().dropped == 0);
+        CHECK(c->stats().disk_bytes <= (4u << 20));
+        auto v = c->verify();
+        CHECK(v.problems == std::vector<std::string>{});
+        // Standalone: evicted chunks are simply gone. What is here must be right, and
+        // every durably pinned snapshot must be whole.
+        for (const auto& [id, key] : acked)
+            if (c->contains(key))
+                CHECK(*c->get(key) == churn_data(id));
+        for (uint64_t b : pinned) {
+            if (releasing.contains(b))
+                continue;
+            for (uint64_t id = b * 64; id < b * 64 + 64; id += 8)
+                CHECK(c->contains(acked.at(id)));
+        }
+    }
+    auto c = reopen(dir, CacheMode::standalone);
+    INFO(c->stats().to_line());
+    CHECK(c->stats().counters.compactions > 0);
+    CHECK(c->stats().counters.evictions > 0);
 }
 
 namespace {
