@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/sysmacros.h>
 #include <sys/user.h>
@@ -12,6 +13,7 @@
 // glibc's obsolete sigmask() macro would break ThreadCore::sigmask() in core.pb.h.
 #undef sigmask
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -35,6 +37,12 @@ Target::Target(const std::vector<std::string>& args) {
     if (pid_ < 0)
         throw std::runtime_error("fork");
     if (pid_ == 0) {
+        // Dies with the test even if the test aborts before its destructor runs, and
+        // holds none of the test's own output open.
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        dup2(null, 0);
+        dup2(null, 2);
         dup2(p[1], 1);
         std::vector<char*> argv;
         std::string self = BT_TARGET_PATH;
@@ -189,13 +197,17 @@ Status write_live_images(pid_t pid, const std::string& path, const LiveDumpOptio
                     v.kind() == images::VMA_STACK;
         bool writable_file = v.kind() == images::VMA_FILE_PRIVATE && (v.prot() & PROT_WRITE);
         bool vdso = v.kind() == images::VMA_VDSO && opts.vdso_pages;
-        if (!(v.prot() & PROT_READ) || !(anon || writable_file || vdso))
+        // Reservations of that size (a sanitizer's shadow) hold nothing a stack needs.
+        if (!(v.prot() & PROT_READ) || !(anon || writable_file || vdso) || v.end() - v.start() > (256u << 20))
             continue;
-        std::string buf(v.end() - v.start(), '\0');
-        ssize_t n = pread(mem.get(), buf.data(), buf.size(), static_cast<off_t>(v.start()));
-        if (n != static_cast<ssize_t>(buf.size()))
-            return fail_errno("reading [{:#x}, {:#x}) of pid {}", v.start(), v.end(), pid);
-        TRY_VOID(pages.add_pages(v.start(), buf.data(), buf.size() / kPageSize));
+        std::string buf(1 << 20, '\0');
+        for (uint64_t at = v.start(); at < v.end(); at += buf.size()) {
+            size_t len = static_cast<size_t>(std::min<uint64_t>(buf.size(), v.end() - at));
+            ssize_t n = pread(mem.get(), buf.data(), len, static_cast<off_t>(at));
+            if (n != static_cast<ssize_t>(len))
+                return fail_errno("reading [{:#x}, +{:#x}) of pid {}", at, len, pid);
+            TRY_VOID(pages.add_pages(at, buf.data(), len / kPageSize));
+        }
     }
     TRY_VOID(pages.finish());
     return {};
