@@ -162,6 +162,12 @@ Expected<bool> check_elf_for_libunwind(int fd, const std::string& path) {
         return false;
     if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB)
         return f.bad("not a 64-bit little-endian ELF file");
+    // Only code objects: an ELF core (/proc/kcore is one) or a relocatable file was
+    // never mapped to run, and an object of another machine has no x86-64 tables.
+    if (eh.e_type != ET_EXEC && eh.e_type != ET_DYN)
+        return f.bad("ELF type {} is neither an executable nor a shared object", eh.e_type);
+    if (eh.e_machine != EM_X86_64)
+        return f.bad("ELF machine {} is not x86-64", eh.e_machine);
     TRY_VOID(check_segments(f, eh));
     TRY_VOID(check_sections(f, eh));
     return true;

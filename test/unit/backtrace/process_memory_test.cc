@@ -313,4 +313,8 @@ TEST_CASE("elf check: well-formed, not ELF, and malformed files") {
                 }
             }).find("DT_NULL") != std::string::npos);
     REQUIRE(!patched("cut", [&](std::string& img) { img.resize(0x800); }).empty());
+    REQUIRE(patched("core", [&](std::string& img) { reinterpret_cast<Elf64_Ehdr*>(img.data())->e_type = ET_CORE; })
+                .find("neither") != std::string::npos);
+    REQUIRE(patched("arm", [&](std::string& img) { reinterpret_cast<Elf64_Ehdr*>(img.data())->e_machine = EM_AARCH64; })
+                .find("x86-64") != std::string::npos);
 }
