@@ -8,6 +8,9 @@
 
 #include <chrono>
 #include <cstring>
+#include <fstream>
+
+#include <google/protobuf/util/json_util.h>
 
 #include "criu/files/fd_kinds.h"
 #include "images/image_dir.h"
@@ -161,19 +164,46 @@ Status write_pidfile(const std::string& path, pid_t pid) {
     return {};
 }
 
-void write_stats(const ImageDir& dir, const images::RestoreStats& stats, Log& log) {
+// stats-restore.img in the image directory, and --stats-json if asked. Neither is worth failing
+// a restore that succeeded.
+void write_stats(const ImageDir& dir, const Options& opts, const images::RestoreStats& stats, Log& log) {
     auto w = dir.open_writer(ImageType::RestoreStats);
     Status st = w ? w->write(stats) : Status(std::unexpected(w.error()));
     if (st && w)
         st = w->close();
     if (!st)
         log.warn("restore", "cannot write restore stats: {}", st.error().str());
+    if (opts.stats_json.empty())
+        return;
+    std::string json;
+    google::protobuf::util::JsonPrintOptions jo;
+    jo.add_whitespace = true;
+    jo.always_print_primitive_fields = true;
+    jo.preserve_proto_field_names = true;
+    if (!google::protobuf::util::MessageToJsonString(stats, &json, jo).ok()) {
+        log.warn("restore", "cannot format the restore stats as JSON");
+        return;
+    }
+    std::ofstream f(opts.stats_json, std::ios::trunc);
+    f << json;
+    if (!f)
+        log.warn("restore", "cannot write {}: {}", opts.stats_json, std::strerror(errno));
+}
+
+// Options of `criu restore` this restore does not implement are refused, not ignored.
+Status check_options(const Options& opts) {
+    if (!opts.root.empty())
+        return failf(ENOTSUP, "--root {}: restoring into another root directory is not supported", opts.root);
+    if (opts.lazy_pages)
+        return fail(ENOTSUP, "--lazy-pages: post-copy restore is not supported");
+    return {};
 }
 
 }  // namespace
 
 Expected<int> run_restore(const Options& opts, Log& log) {
     const auto t_start = Clock::now();
+    TRY_VOID(check_options(opts));
     ImageDir dir = TRY(ImageDir::open(opts.images_dir));
     ImageSetHeader hdr = TRY(load_image_set_header(dir));
     if (hdr.pstree.size() != 1)
@@ -192,9 +222,11 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     Prepared pr = TRY(prepare_process(dir, hdr.inventory, entry, host, log));
     FilesRestorer files = TRY(FilesRestorer::load(dir.fd(), {pid}, log));
     // The pid first: when a whole restored copy still runs, that is what the user should read.
+    const auto t_wait = Clock::now();
     TRY_VOID(wait_pid_free(pid, "pid", log));
     for (int i = 1; i < entry.threads_size(); i++)
         TRY_VOID(wait_pid_free(entry.threads(i), "tid", log));
+    const uint64_t t_wait_us = us_since(t_wait);
 
     int report_pipe[2], go_pipe[2];
     if (::pipe2(report_pipe, O_CLOEXEC) < 0 || ::pipe2(go_pipe, O_CLOEXEC) < 0)
@@ -228,7 +260,7 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     args.place(base);
     log.info("restore", "pid {}: restorer area {:#x}-{:#x} ({} KiB, args {} bytes)", pid, base,
              base + args.area_size(), args.area_size() / 1024, args.bytes().size());
-    const uint64_t t_prepare_us = us_since(t_start);
+    const uint64_t t_prepare_us = us_since(t_start) - t_wait_us;
 
     // Phase 2: the process, with its pid.
     ChildPlan plan;
@@ -244,6 +276,7 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     pid_t child = TRY(fork_with_pid(pid, pidfd, log));
     if (child == 0)
         run_restored_child(plan, log);
+    const uint64_t t_fork_us = us_since(t_fork);  // includes waiting for a dying holder of the pid
     std::vector<pid_t> tids(entry.threads().begin(), entry.threads().end());
     RestoredProcessGuard guard(pid, std::move(pidfd), tids);
     report_w.reset();
@@ -252,7 +285,7 @@ Expected<int> run_restore(const Options& opts, Log& log) {
 
     // Phase 3 runs in the process; it reports ready once every thread is prepared.
     TRY(expect_report(report_r.get(), guard, args, pr.p, BLOB_STEP_READY, "while restoring"));
-    const uint64_t t_ready_us = us_since(t_fork);
+    const uint64_t t_ready_us = us_since(t_fork) - t_fork_us;
 
     // Phase 4: let the threads go and remove the blob area behind them.
     if (::fcntl(report_r.get(), F_SETFL, O_NONBLOCK) < 0)
@@ -310,14 +343,15 @@ Expected<int> run_restore(const Options& opts, Log& log) {
 
     images::RestoreStats stats;
     stats.set_total_time_us(us_since(t_start));
-    stats.set_forking_time_us(t_prepare_us);
-    stats.set_restore_time_us(t_ready_us);
+    stats.set_forking_time_us(t_wait_us + t_fork_us);
+    stats.set_restore_time_us(us_since(t_fork) - t_fork_us);
     stats.set_pages_restored(pr.pages.pages_from_images);
     stats.set_tasks(1);
-    write_stats(dir, stats, log);
-    log.info("restore", "pid {} restored with {} threads in {} us (prepare {} us, restorer {} us){}", pid,
-             tids.size(), stats.total_time_us(), t_prepare_us, t_ready_us,
-             area_removed ? "" : "; restorer area left mapped");
+    write_stats(dir, opts, stats, log);
+    log.info("restore", "pid {} restored with {} threads in {} us (images and planning {} us, waiting for the "
+                        "pid {} us, fork {} us, restorer until ready {} us, release {} us){}", pid, tids.size(),
+             stats.total_time_us(), t_prepare_us, t_wait_us, t_fork_us, t_ready_us,
+             stats.restore_time_us() - t_ready_us, area_removed ? "" : "; restorer area left mapped");
 
     if (opts.restore_detached)
         return 0;  // criu exits; the process is reparented to the nearest subreaper or init

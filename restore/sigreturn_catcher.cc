@@ -1,6 +1,8 @@
 #include "restore/sigreturn_catcher.h"
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/user.h>
@@ -9,6 +11,8 @@
 
 #include <chrono>
 #include <thread>
+
+#include "criu/core/unique_fd.h"
 
 namespace criu {
 namespace {
@@ -176,6 +180,18 @@ Status SigreturnCatcher::release(int go_fd, uint64_t area_start, uint64_t area_e
     for (auto& [tid, st] : threads_)
         if (pt(PTRACE_SYSCALL, tid, 0, 0) < 0)
             return fail_errno("pid {} tid {}: PTRACE_SYSCALL", pid_, tid);
+    // Every ptrace stop sends criu a SIGCHLD: with it blocked and read through a signalfd, the
+    // loop sleeps until a thread stops instead of polling. Another thread of the caller may
+    // take the signal first; the poll timeout covers that.
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &chld, &old);
+    UniqueFd sfd(::signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC));
+    struct MaskBack {
+        sigset_t* old;
+        ~MaskBack() { pthread_sigmask(SIG_SETMASK, old, nullptr); }
+    } mask_back{&old};
     auto deadline = std::chrono::steady_clock::now() + kReleaseLimit;
     for (;;) {
         bool all_done = true, progressed = false;
@@ -199,7 +215,15 @@ Status SigreturnCatcher::release(int go_fd, uint64_t area_start, uint64_t area_e
             if (std::chrono::steady_clock::now() > deadline)
                 return failf(ETIMEDOUT, "pid {}: the restored threads did not leave the restorer within {} s",
                              pid_, kReleaseLimit.count());
-            std::this_thread::sleep_for(std::chrono::microseconds(200));
+            if (sfd) {
+                pollfd pfd{sfd.get(), POLLIN, 0};
+                ::poll(&pfd, 1, 10);
+                signalfd_siginfo si;
+                while (::read(sfd.get(), &si, sizeof(si)) == ssize_t(sizeof(si))) {
+                }
+            } else {
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+            }
         }
     }
     TRY_VOID(unmap_area(area_start, area_end, syscall_insn));
