@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include "criu/backtrace/backtrace.h"
@@ -153,4 +154,15 @@ TEST_CASE("live images: unwinding leaves no descriptor or mapping behind") {
     for (int i = 0; i < 5; i++)
         REQUIRE(unwind_image_dir(dir));
     REQUIRE(count() == before);
+}
+
+TEST_CASE("link: C++ exceptions stay with libgcc_s, not libunwind's _Unwind_* copy") {
+    // A binary linking criu_backtrace must not have libunwind.so.8 ahead of libgcc_s:
+    // libstdc++ would then throw through libunwind (see criu/backtrace/CMakeLists.txt).
+    void* sym = dlsym(RTLD_DEFAULT, "_Unwind_RaiseException");
+    REQUIRE(sym != nullptr);
+    Dl_info info;
+    REQUIRE(dladdr(sym, &info) != 0);
+    INFO(info.dli_fname);
+    REQUIRE(std::string(info.dli_fname).find("libgcc_s") != std::string::npos);
 }
