@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -73,9 +74,11 @@ Status unwind_process(const ImageDir& dir, const images::Inventory& inv, const i
 
     std::vector<CoreThread> threads;
     std::vector<size_t> slot;  // layout thread -> index in out.threads
+    std::unordered_set<int32_t> known;
     for (const images::ThreadCore& t : core.threads()) {
         ThreadBacktrace tb;
         tb.tid = t.tid();
+        known.insert(t.tid());
         if (t.gpregs().size() != sizeof(user_regs_struct)) {
             tb.error = fmt::format("registers are {} bytes in {}, expected {}", t.gpregs().size(),
                                    core_reader.path(), sizeof(user_regs_struct));
@@ -89,9 +92,7 @@ Status unwind_process(const ImageDir& dir, const images::Inventory& inv, const i
         out.threads.push_back(std::move(tb));
     }
     for (int32_t tid : pe.threads()) {
-        bool known = std::any_of(out.threads.begin(), out.threads.end(),
-                                 [&](const ThreadBacktrace& t) { return t.tid == tid; });
-        if (!known)
+        if (known.insert(tid).second)
             out.threads.push_back(ThreadBacktrace{tid, {}, fmt::format("no registers in {}", core_reader.path())});
     }
     if (threads.empty())
