@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -92,33 +93,82 @@ Status wait_pid_free(pid_t pid, const char* what, Log& log, std::chrono::millise
     }
 }
 
+namespace {
+
+// One clone3 attempt, made from a helper forked with fork(): glibc's fork takes its malloc and
+// stdio locks around the fork, a raw clone3 does not, so a clone3 from a multi-threaded caller
+// could hand the child a lock some other thread held. The helper is a proper single-threaded
+// copy; CLONE_PARENT makes the new process criu's child all the same (wait, ptrace, parent
+// death signal). Returns 0 in the new process, its pid in criu, or -errno.
+long clone_from_helper(pid_t pid) {
+    int res[2];
+    if (::pipe2(res, O_CLOEXEC) < 0)
+        return -errno;
+    pid_t helper = ::fork();
+    if (helper < 0) {
+        int e = errno;
+        ::close(res[0]);
+        ::close(res[1]);
+        return -e;
+    }
+    if (helper == 0) {
+        ::close(res[0]);
+        pid_t want = pid;
+        CloneArgs ca{};
+        // clone3 refuses an exit signal with CLONE_PARENT: the new process takes the helper's
+        // (SIGCHLD, from fork) -- copy_process().
+        ca.flags = CLONE_PARENT;
+        ca.set_tid = reinterpret_cast<uint64_t>(&want);
+        ca.set_tid_size = 1;
+        long r = ::syscall(SYS_clone3, &ca, sizeof(ca));
+        if (r == 0) {
+            ::close(res[1]);
+            return 0;  // the new process carries on as criu's child
+        }
+        long out = r > 0 ? r : -errno;
+        ssize_t n = ::write(res[1], &out, sizeof(out));
+        ::_exit(n == ssize_t(sizeof(out)) ? 0 : 1);
+    }
+    ::close(res[1]);
+    long out = -EIO;
+    ssize_t n;
+    while ((n = ::read(res[0], &out, sizeof(out))) < 0 && errno == EINTR) {
+    }
+    ::close(res[0]);
+    while (::waitpid(helper, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return n == ssize_t(sizeof(out)) ? out : -EIO;
+}
+
+}  // namespace
+
 Expected<pid_t> fork_with_pid(pid_t pid, UniqueFd& pidfd, Log& log) {
     const auto start = std::chrono::steady_clock::now();
     const auto deadline = start + kPidWaitLimit;
     bool waited = false;
     for (;;) {
-        int fd = -1;
-        pid_t want = pid;
-        CloneArgs ca{};
-        ca.flags = CLONE_PIDFD;
-        ca.pidfd = reinterpret_cast<uint64_t>(&fd);
-        ca.exit_signal = SIGCHLD;
-        ca.set_tid = reinterpret_cast<uint64_t>(&want);
-        ca.set_tid_size = 1;
-        long r = ::syscall(SYS_clone3, &ca, sizeof(ca));
+        long r = clone_from_helper(pid);
         if (r == 0)
             return 0;
         if (r > 0) {
-            pidfd.reset(fd);
+            if (r != pid) {  // cannot happen with set_tid; would mean a kernel we do not understand
+                ::kill(pid_t(r), SIGKILL);
+                return failf(EINVAL, "clone3 with set_tid {} gave pid {}", pid, r);
+            }
+            // Our own child: nobody else can reap it, so the pid cannot be reused under us.
+            pidfd.reset(int(::syscall(SYS_pidfd_open, pid, 0)));
+            if (!pidfd) {
+                int e = errno;
+                ::kill(pid, SIGKILL);
+                return fail(e, fmt::format("pidfd_open of the restored pid {}", pid));
+            }
             if (waited)
                 log.info("restore", "pid {} became free after {} ms", pid,
                          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start)
                              .count());
-            if (r != pid)  // cannot happen with set_tid; would mean a kernel we do not understand
-                return failf(EINVAL, "clone3 with set_tid {} gave pid {}", pid, r);
             return pid_t(r);
         }
-        int err = errno;
+        int err = int(-r);
         if (err == EEXIST) {
             PidHolder h = find_pid_holder(pid);
             if ((!h.exists || h.exiting) && std::chrono::steady_clock::now() < deadline) {

@@ -37,7 +37,9 @@ Status wait_pid_free(pid_t pid, const char* what, Log& log,
                      std::chrono::milliseconds limit = kPidWaitLimit);
 
 // fork() that gives the child the PID `pid` (clone3 set_tid, exit signal SIGCHLD, a pidfd).
-// Returns 0 in the child, like fork(); in the parent, the pid, with `pidfd` set.
+// Returns 0 in the child, like fork(); in the parent, the pid, with `pidfd` set. Safe to call
+// from a multi-threaded process: the clone3 runs in a fork()ed helper (see pid_claim.cc).
+// A pid held by a zombie or an exiting process is retried for up to kPidWaitLimit.
 Expected<pid_t> fork_with_pid(pid_t pid, UniqueFd& pidfd, Log& log);
 
 }  // namespace criu
