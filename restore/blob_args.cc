@@ -271,7 +271,10 @@ Expected<BlobArgs> BlobArgs::build(const BlobArgsInput& in) {
         b.fpstate_offs_.push_back(b.reserve(t.xsave().size() + 4, 64));
     }
 
-    // Sizes: only now is the args size known.
+    // Sizes: only now is the args size known. Offsets inside are 32-bit; the caps on threads,
+    // VMAs and records keep real images far below this, a hostile one is stopped here.
+    if (b.buf_.size() > (1ull << 30))
+        return failf(E2BIG, "pid {}: the restorer's arguments would take {} bytes", p.entry.pid(), b.buf_.size());
     b.args()->args_size = b.buf_.size();
     BlobLayout& l = b.layout_;
     l.code_size = round_up(in.code_size, kPage);
