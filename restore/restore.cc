@@ -18,15 +18,13 @@
 #include "proto/stats.pb.h"
 #include "restore/blob_args.h"
 #include "restore/blob_hole.h"
-#include "restore/blob_report.h"
 #include "restore/host_info.h"
 #include "restore/page_plan.h"
 #include "restore/pid_claim.h"
 #include "restore/process_images.h"
 #include "restore/restored_child.h"
+#include "restore/restored_process.h"
 #include "restore/restorer_blob.h"
-#include "restore/sigframe.h"
-#include "restore/sigreturn_catcher.h"
 #include "restore/validate.h"
 #include "restore/vma_files.h"
 
@@ -38,67 +36,6 @@ using Clock = std::chrono::steady_clock;
 uint64_t us_since(Clock::time_point t) {
     return uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
 }
-
-std::string describe_wait_status(int st) {
-    if (WIFEXITED(st))
-        return fmt::format("exited with status {}", WEXITSTATUS(st));
-    if (WIFSIGNALED(st))
-        return fmt::format("was killed by signal {} ({})", WTERMSIG(st), strsignal(WTERMSIG(st)));
-    return fmt::format("changed state ({:#x})", st);
-}
-
-// Owns the restored process until it is known to be whole: on every failure path it is
-// killed and reaped, so nothing half-restored stays behind.
-class RestoredProcessGuard {
-public:
-    RestoredProcessGuard(pid_t pid, UniqueFd pidfd, std::vector<pid_t> tids)
-        : pid_(pid), pidfd_(std::move(pidfd)), tids_(std::move(tids)) {}
-    RestoredProcessGuard(const RestoredProcessGuard&) = delete;
-    ~RestoredProcessGuard() {
-        if (!armed_)
-            return;
-        ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
-        // Threads criu still traces must be reaped by criu before the leader can be: a traced
-        // thread stays a zombie for its tracer. ECHILD for the ones not traced (or gone).
-        for (pid_t tid : tids_)
-            if (tid != pid_)
-                while (::waitpid(tid, nullptr, __WALL) < 0 && errno == EINTR) {
-                }
-        if (!reaped_) {
-            int st;
-            while (::waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
-            }
-        }
-    }
-    void disarm() { armed_ = false; }
-    // Blocks until it is gone (after a report said it failed, or EOF said it died).
-    int reap() {
-        if (reaped_)
-            return status_;
-        for (pid_t tid : tids_)
-            if (tid != pid_)
-                while (::waitpid(tid, nullptr, __WALL) < 0 && errno == EINTR) {
-                }
-        int st = 0;
-        while (::waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
-        }
-        reaped_ = true;
-        status_ = st;
-        return st;
-    }
-    void mark_reaped(int st) {
-        reaped_ = true;
-        status_ = st;
-    }
-
-private:
-    pid_t pid_;
-    UniqueFd pidfd_;
-    std::vector<pid_t> tids_;
-    bool armed_ = true;
-    bool reaped_ = false;
-    int status_ = 0;
-};
 
 // Everything phase 1 produces for one process.
 struct Prepared {
@@ -128,22 +65,18 @@ Expected<Prepared> prepare_process(const ImageDir& dir, const images::Inventory&
     return pr;
 }
 
-Error died_early(RestoredProcessGuard& guard, pid_t pid, const char* when) {
-    int st = guard.reap();
-    return Error(ECHILD, fmt::format("pid {}: the restored process {} {} without a report from the restorer",
-                                     pid, describe_wait_status(st), when));
-}
-
-Expected<blob_report> expect_report(int fd, RestoredProcessGuard& guard, const BlobArgs& args,
-                                    const RestoredProcessImages& p, uint32_t want, const char* when) {
-    ReportRead rr = TRY(read_blob_report(fd));
-    if (rr.kind == ReportRead::Eof)
-        return std::unexpected(died_early(guard, p.entry.pid(), when));
-    if (rr.report.step != want) {
-        guard.reap();
-        return std::unexpected(report_to_error(rr.report, args, p));
-    }
-    return rr.report;
+Expected<std::string> read_self_maps() {
+    UniqueFd fd(::open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
+    if (!fd)
+        return fail_errno("open /proc/self/maps");
+    std::string s;
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(fd.get(), buf, sizeof(buf))) > 0)
+        s.append(buf, size_t(n));
+    if (n < 0)
+        return fail_errno("read /proc/self/maps");
+    return s;
 }
 
 Status write_pidfile(const std::string& path, pid_t pid) {
@@ -242,20 +175,7 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     std::span<const uint8_t> code = restorer_blob_code();
     BlobArgsInput in{&pr.p, &host, &pr.pages, &pr.files, &slots, code.size(), true};
     BlobArgs args = TRY(BlobArgs::build(in));
-    std::string own_maps = TRY([]() -> Expected<std::string> {
-        UniqueFd fd(::open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
-        if (!fd)
-            return fail_errno("open /proc/self/maps");
-        std::string s;
-        char buf[65536];
-        ssize_t n;
-        while ((n = ::read(fd.get(), buf, sizeof(buf))) > 0)
-            s.append(buf, size_t(n));
-        if (n < 0)
-            return fail_errno("read /proc/self/maps");
-        return s;
-    }());
-    auto own = TRY(parse_maps_ranges(own_maps));
+    auto own = TRY(parse_maps_ranges(TRY(read_self_maps())));
     uint64_t base = TRY_CTX(find_blob_hole(pr.p.mm, own, args.area_size()), "pid {}", pid);
     args.place(base);
     log.info("restore", "pid {}: restorer area {:#x}-{:#x} ({} KiB, args {} bytes)", pid, base,
@@ -277,69 +197,19 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     if (child == 0)
         run_restored_child(plan, log);
     const uint64_t t_fork_us = us_since(t_fork);  // includes waiting for a dying holder of the pid
-    std::vector<pid_t> tids(entry.threads().begin(), entry.threads().end());
-    RestoredProcessGuard guard(pid, std::move(pidfd), tids);
     report_w.reset();
     go_r.reset();
+    RestoredProcess proc(pid, std::move(pidfd), pr.p, args, std::move(report_r), std::move(go_w), log);
     log.debug("restore", "pid {}: forked, waiting for the restorer", pid);
 
     // Phase 3 runs in the process; it reports ready once every thread is prepared.
-    TRY(expect_report(report_r.get(), guard, args, pr.p, BLOB_STEP_READY, "while restoring"));
+    TRY_VOID(proc.wait_ready());
     const uint64_t t_ready_us = us_since(t_fork) - t_fork_us;
-
     // Phase 4: let the threads go and remove the blob area behind them.
-    if (::fcntl(report_r.get(), F_SETFL, O_NONBLOCK) < 0)
-        return fail_errno("fcntl on the report pipe");
-    bool done = false;
-    auto poll_reports = [&]() -> Status {
-        ReportRead rr = TRY(read_blob_report(report_r.get()));
-        if (rr.kind != ReportRead::Got)
-            return {};
-        if (rr.report.step == BLOB_STEP_DONE) {
-            done = true;
-            return {};
-        }
-        return std::unexpected(report_to_error(rr.report, args, pr.p));
-    };
-    std::map<pid_t, uint64_t> rips;
-    for (const auto& t : pr.p.core.threads())
-        rips[t.tid()] = (*decode_user_regs(t.gpregs()))[kRip];
-    bool area_removed = false;
-    auto catcher = SigreturnCatcher::seize(pid, tids, log);
-    if (catcher) {
-        uint64_t insn = base + BLOB_SYSCALL_INSN_OFFSET;
-        Status st = catcher->release(go_w.get(), base, base + args.area_size(), insn, rips, poll_reports);
-        if (!st) {
-            // A report from the blob says more than the ptrace side's view of the death.
-            auto more = poll_reports();
-            if (auto s = catcher->exit_status())
-                guard.mark_reaped(*s);
-            return std::unexpected(more ? st.error() : more.error());
-        }
-        area_removed = true;
-    } else {
-        log.warn("restore", "pid {}: cannot trace the restored threads ({}); the restorer area {:#x}-{:#x} "
-                            "stays mapped", pid, catcher.error().str(), base, base + args.area_size());
-        char go = 'G';
-        if (::write(go_w.get(), &go, 1) != 1)
-            return fail_errno("pid {}: writing go to the restorer", pid);
-    }
-    go_w.reset();
-    if (::fcntl(report_r.get(), F_SETFL, 0) < 0)
-        return fail_errno("fcntl on the report pipe");
-    while (!done) {
-        ReportRead rr = TRY(read_blob_report(report_r.get()));
-        if (rr.kind == ReportRead::Eof)
-            return std::unexpected(died_early(guard, pid, "at the end of the restore"));
-        if (rr.report.step != BLOB_STEP_DONE) {
-            guard.reap();
-            return std::unexpected(report_to_error(rr.report, args, pr.p));
-        }
-        done = true;
-    }
+    bool area_removed = TRY(proc.release());
     if (!opts.pidfile.empty())
         TRY_VOID(write_pidfile(opts.pidfile, pid));
-    guard.disarm();
+    proc.disarm();
 
     images::RestoreStats stats;
     stats.set_total_time_us(us_since(t_start));
@@ -349,23 +219,13 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     stats.set_tasks(1);
     write_stats(dir, opts, stats, log);
     log.info("restore", "pid {} restored with {} threads in {} us (images and planning {} us, waiting for the "
-                        "pid {} us, fork {} us, restorer until ready {} us, release {} us){}", pid, tids.size(),
+                        "pid {} us, fork {} us, restorer until ready {} us, release {} us){}", pid, entry.threads_size(),
              stats.total_time_us(), t_prepare_us, t_wait_us, t_fork_us, t_ready_us,
              stats.restore_time_us() - t_ready_us, area_removed ? "" : "; restorer area left mapped");
 
     if (opts.restore_detached)
         return 0;  // criu exits; the process is reparented to the nearest subreaper or init
-    int st = 0;
-    while (::waitpid(pid, &st, 0) < 0) {
-        if (errno != EINTR)
-            return fail_errno("waiting for restored pid {}", pid);
-    }
-    if (WIFSIGNALED(st)) {
-        log.warn("restore", "restored pid {} {}", pid, describe_wait_status(st));
-        return 128 + WTERMSIG(st);
-    }
-    log.info("restore", "restored pid {} {}", pid, describe_wait_status(st));
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+    return wait_for_exit(pid, log);
 }
 
 }  // namespace criu
