@@ -58,7 +58,7 @@ Expected<Prepared> prepare_process(const ImageDir& dir, const images::Inventory&
         pr.pages.vma_filled.assign(size_t(pr.p.mm.vmas_size()), false);
         log.info("restore", "pid {}: no pagemap image: every anonymous page starts as zero", pid);
     }
-    pr.files = TRY(open_vma_files(pr.p.mm, pid, log));
+    pr.files = TRY(open_vma_files(pr.p.mm, pid, inv.dump_time_unix_ns(), log));
     log.info("restore", "pid {}: {} threads, {} VMAs, {} pages from images in {} runs, {} zeroed", pid,
              pr.p.core.threads_size(), pr.p.mm.vmas_size(), pr.pages.pages_from_images, pr.pages.runs.size(),
              pr.pages.pages_zeroed);

@@ -43,7 +43,7 @@ std::string memfd_name(const std::string& path) {
 
 }  // namespace
 
-Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, Log& log) {
+Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, uint64_t dump_time_ns, Log& log) {
     VmaFiles out;
     out.vma_fd.assign(size_t(mm.vmas_size()), -1);
     std::map<std::pair<std::string, int>, int> by_path;  // (path, O_ACCMODE)
@@ -89,6 +89,11 @@ Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, Log& log)
                 if (v.ino() && st.st_ino != v.ino())
                     return failf(ESTALE, "{}: the file is not the one dumped (inode {} now, {} then): it was "
                                          "replaced", where, st.st_ino, v.ino());
+                uint64_t mtime_ns = uint64_t(st.st_mtim.tv_sec) * 1000000000ull + uint64_t(st.st_mtim.tv_nsec);
+                if (dump_time_ns && mtime_ns > dump_time_ns && !shared)
+                    return failf(ESTALE, "{}: the file was modified after the dump ({} ms later); the restored "
+                                         "process would run its old pages against the new contents", where,
+                                 (mtime_ns - dump_time_ns) / 1000000);
                 it = by_path.emplace(key, int(out.fds.size())).first;
                 out.fds.push_back(std::move(fd));
             }

@@ -22,6 +22,9 @@ struct VmaFiles {
     int exe = -1;             // index into fds
 };
 
-Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, Log& log);
+// `dump_time_ns` (Inventory.dump_time_unix_ns, 0 if unknown): a mapped file modified after it
+// is refused even with the same inode. The process's unwritten pages come from the file, and
+// code rewritten in place under a running copy of the old data ends in SIGSEGV.
+Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, uint64_t dump_time_ns, Log& log);
 
 }  // namespace criu

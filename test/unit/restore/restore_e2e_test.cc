@@ -192,7 +192,7 @@ struct Target {
     }
 };
 
-Target start_target(const ScratchDir& tmp, const char* mode = "plain") {
+Target start_target(const ScratchDir& tmp, const char* mode = "plain", const char* bin = RESTORE_TARGET_BIN) {
     Target t;
     t.out = tmp.path() + "/out.txt";
     t.stop = tmp.path() + "/stop";
@@ -214,7 +214,7 @@ Target start_target(const ScratchDir& tmp, const char* mode = "plain") {
         dup2(null, 0);
         dup2(fd, 1);
         dup2(fd, 2);
-        execl(RESTORE_TARGET_BIN, RESTORE_TARGET_BIN, t.stop.c_str(), mode, nullptr);
+        execl(bin, bin, t.stop.c_str(), mode, nullptr);
         _exit(127);
     }
     wait_lines(t.out, 4);  // "ready" and a few ticks
@@ -437,4 +437,24 @@ TEST_CASE("e2e: a restore that fails inside the restorer names the step and leav
     errno = 0;
     CHECK(waitpid(t.pid, nullptr, WNOHANG) < 0);  // already reaped by the restore
     CHECK(errno == ECHILD);
+}
+
+TEST_CASE("e2e: an executable modified after the dump is refused before anything is created") {
+    ScratchDir tmp;
+    // A private copy of the workload, so that touching it disturbs no other test.
+    std::string bin = tmp.path() + "/restore_target";
+    {
+        std::ifstream in(RESTORE_TARGET_BIN, std::ios::binary);
+        std::ofstream out(bin, std::ios::binary);
+        out << in.rdbuf();
+    }
+    REQUIRE(chmod(bin.c_str(), 0755) == 0);
+    Target t = start_target(tmp, "plain", bin.c_str());
+    dump_and_reap(t);
+    std::this_thread::sleep_for(10ms);
+    REQUIRE(utimensat(AT_FDCWD, bin.c_str(), nullptr, 0) == 0);  // mtime = now, after the dump
+    auto r = restore(t, true);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().str(), Catch::Contains("modified after the dump") && Catch::Contains(bin));
+    CHECK(access(fmt::format("/proc/{}", t.pid).c_str(), F_OK) != 0);
 }
