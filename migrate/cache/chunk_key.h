@@ -5,8 +5,8 @@
 // be collision resistant against an adversary, not just well distributed: a fast
 // non-cryptographic hash (xxHash, crc) would let a crafted page make the remote restore
 // someone else's data. Among what OpenSSL 3.0 offers, BLAKE2b is the fastest on this
-// machine's EPYC, which has no SHA extensions (measured with 64 KiB inputs: BLAKE2b-512
-// ~1.4x SHA-512/256 and ~2x SHA-256). OpenSSL 3.0 has no output-length parameter for
+// machine's EPYC, which has no SHA extensions (measured here with 64 KiB inputs:
+// BLAKE2b-512 1.2-1.4x SHA-512/256 and 1.7-2x SHA-256). OpenSSL 3.0 has no output-length parameter for
 // BLAKE2b, so the 512-bit digest is truncated; a truncated collision-resistant hash keeps
 // 128-bit collision resistance. Both ends compute keys with hash_chunk() from this file.
 #pragma once

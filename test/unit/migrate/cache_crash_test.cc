@@ -147,9 +147,10 @@ struct Dirs {
     ::_exit(0);
 }
 
-// Runs `body(fd)` in a child, waits for its first message, lets it go on for a random
-// 0..max_ms, SIGKILLs it and returns everything it reported.
-std::vector<Msg> run_and_kill(const std::function<void(int)>& body, std::mt19937& rng, int max_ms) {
+// Runs `body(fd)` in a child, lets it acknowledge `puts` chunks (progress, not time:
+// a slow machine or a sanitizer build still reaches the same states), then another
+// random 0..max_ms, SIGKILLs it and returns everything it reported.
+std::vector<Msg> run_and_kill(const std::function<void(int)>& body, std::mt19937& rng, size_t puts, int max_ms) {
     int p[2];
     REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
     pid_t pid = ::fork();
@@ -161,13 +162,24 @@ std::vector<Msg> run_and_kill(const std::function<void(int)>& body, std::mt19937
     }
     ::close(p[1]);
     std::vector<Msg> msgs;
-    Msg m;
-    REQUIRE(::read(p[0], &m, sizeof m) == static_cast<ssize_t>(sizeof m));
-    msgs.push_back(m);
-    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(rng() % max_ms);
+    size_t acked = 0;
+    bool eof = false;
+    auto collect = [&] {
+        Msg m;
+        ssize_t n = ::read(p[0], &m, sizeof m);
+        if (n == static_cast<ssize_t>(sizeof m)) {
+            msgs.push_back(m);
+            acked += m.type == 'K';
+        } else if (n == 0) {
+            eof = true;  // the child died early: its exit status says why
+        }
+    };
+    while (acked < puts && !eof)
+        collect();
     ::fcntl(p[0], F_SETFL, O_NONBLOCK);
     // Keep the pipe drained so the child never blocks on it before the kill.
-    while (std::chrono::steady_clock::now() < until) {
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(rng() % (max_ms + 1));
+    while (!eof && std::chrono::steady_clock::now() < until) {
         for (auto& x : drain(p[0]))
             msgs.push_back(x);
         struct pollfd pfd{p[0], POLLIN, 0};
@@ -176,6 +188,7 @@ std::vector<Msg> run_and_kill(const std::function<void(int)>& body, std::mt19937
     ::kill(pid, SIGKILL);
     int status = 0;
     REQUIRE(::waitpid(pid, &status, 0) == pid);
+    ::fcntl(p[0], F_SETFL, 0);
     for (auto& x : drain(p[0]))
         msgs.push_back(x);
     ::close(p[0]);
@@ -208,7 +221,7 @@ TEST_CASE("SIGKILL at random moments loses nothing acknowledged and serves nothi
         CAPTURE(iter);
         // Start each run on a fresh group so group ids never straddle runs.
         uint64_t first = (next_id + 15) / 16 * 16;
-        auto msgs = run_and_kill([&](int fd) { crash_child(dirs, fd, first); }, rng, 150);
+        auto msgs = run_and_kill([&](int fd) { crash_child(dirs, fd, first); }, rng, 10 + rng() % 150, 20);
         for (const auto& x : msgs) {
             if (x.type == 'K') {
                 acked[x.a] = x.key;
@@ -324,7 +337,7 @@ TEST_CASE("SIGKILL during eviction and compaction leaves a consistent bounded ca
     for (int iter = 0; iter < 15; iter++) {
         CAPTURE(iter);
         uint64_t first = (next_id + 63) / 64 * 64;
-        auto msgs = run_and_kill([&](int fd) { churn_child(dir, fd, first); }, rng, 300);
+        auto msgs = run_and_kill([&](int fd) { churn_child(dir, fd, first); }, rng, 20 + rng() % 200, 10);
         for (const auto& x : msgs) {
             if (x.type == 'K') {
                 acked[x.a] = x.key;
