@@ -78,7 +78,7 @@ def one_run(a, memhog, mib, base, compress):
     try:
         with open(stats) as f:
             st = json.load(f)
-        frozen_ms = st.get("frozen_time_us", 0) / 1000.0
+        frozen_ms = float(st.get("frozen_time_us", 0)) / 1000.0  # uint64 fields are JSON strings
     except (OSError, ValueError):
         pass
     size = dir_size(img)
