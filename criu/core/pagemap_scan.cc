@@ -13,6 +13,12 @@ constexpr size_t kRegionBatch = 4096;  // regions per ioctl call
 constexpr size_t kRawBatch = 8192;     // pagemap words per pread (32 MiB of address space)
 
 void append(std::vector<PmPageRegion>& out, uint64_t start, uint64_t end, uint64_t cats) {
+    // Regions must come out sorted and disjoint whatever a batch boundary did: when the
+    // output vector fills, a resumed walk can hand back pages already reported.
+    if (!out.empty() && start < out.back().end)
+        start = out.back().end;
+    if (start >= end)
+        return;
     if (!out.empty() && out.back().end == start && out.back().categories == cats)
         out.back().end = end;
     else
@@ -68,9 +74,12 @@ Expected<std::vector<PmPageRegion>> PagemapScanner::scan_ioctl(uint64_t start, u
             return fail_errno("pid {}: PAGEMAP_SCAN {:#x}-{:#x}", pid_, cur, end);
         for (long i = 0; i < n; ++i)
             append(out, vec[i].start, vec[i].end, vec[i].categories);
-        if (a.walk_end <= cur)
+        uint64_t next = a.walk_end;
+        if (n > 0)
+            next = std::max<uint64_t>(next, vec[n - 1].end);
+        if (next <= cur)
             return failf(EPROTO, "pid {}: PAGEMAP_SCAN made no progress at {:#x}", pid_, cur);
-        cur = a.walk_end;
+        cur = next;
     }
     return out;
 }
