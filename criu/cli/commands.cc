@@ -9,26 +9,13 @@
 
 #include "criu/core/error.h"
 #include "criu/core/log.h"
-// While the areas land one by one, the CLI builds with whichever exist.
-#if __has_include("criu/dump/dump.h")
-#include "criu/dump/dump.h"
-#define HAVE_DUMP 1
-#endif
-#if __has_include("images/show.h")
-#include "images/show.h"
-#define HAVE_SHOW 1
-#endif
-#if __has_include("kernel-feature-check/check_command.h")
-#include "kernel-feature-check/check_command.h"
-#define HAVE_CHECK 1
-#endif
 #include "criu/backtrace/backtrace.h"
 #include "criu/backtrace/backtrace_report.h"
+#include "criu/dump/dump.h"
+#include "images/show.h"
+#include "kernel-feature-check/check_command.h"
 #include "migrate/cache/cache_command.h"
-#if __has_include("restore/restore.h")
 #include "restore/restore.h"
-#define HAVE_RESTORE 1
-#endif
 
 namespace criu {
 namespace {
@@ -71,7 +58,6 @@ int report(Log& log, const char* what, const Error& e) {
     return 1;
 }
 
-#ifdef HAVE_CHECK
 int cmd_check(const CommandArgs& cmd) {
     kfc::CheckArgs a;
     a.all = cmd.check_all;
@@ -80,9 +66,7 @@ int cmd_check(const CommandArgs& cmd) {
     a.json = cmd.json;
     return kfc::run_check_command(a);
 }
-#endif
 
-#ifdef HAVE_DUMP
 // `dump` and `pre-dump` (memory only, the process always runs on).
 int cmd_dump(const Options& opts, bool pre) {
     const char* what = pre ? "pre-dump" : "dump";
@@ -98,9 +82,7 @@ int cmd_dump(const Options& opts, bool pre) {
         return report(log, what, r.error());
     return 0;
 }
-#endif
 
-#ifdef HAVE_RESTORE
 int cmd_restore(const Options& opts) {
     Log log(opts.verbosity);
     open_log(log, opts, "restore.log");
@@ -111,9 +93,7 @@ int cmd_restore(const Options& opts) {
     }
     return *r;
 }
-#endif
 
-#ifdef HAVE_SHOW
 int cmd_show(const CommandArgs& cmd, const Options& opts) {
     std::string path = cmd.args.empty() ? opts.images_dir : cmd.args[0];
     if (cmd.backtraces) {
@@ -133,27 +113,18 @@ int cmd_show(const CommandArgs& cmd, const Options& opts) {
     fmt::print("{}\n", *r);
     return 0;
 }
-#endif
 
 }  // namespace
 
 int run_command(const CommandArgs& cmd, const Options& opts) {
-#ifdef HAVE_CHECK
     if (cmd.name == "check")
         return cmd_check(cmd);
-#endif
-#ifdef HAVE_DUMP
     if (cmd.name == "dump" || cmd.name == "pre-dump")
         return cmd_dump(opts, cmd.name == "pre-dump");
-#endif
-#ifdef HAVE_RESTORE
     if (cmd.name == "restore")
         return cmd_restore(opts);
-#endif
-#ifdef HAVE_SHOW
     if (cmd.name == "show")
         return cmd_show(cmd, opts);
-#endif
     if (cmd.name == "cache") {
         if (cmd.cache_dir.empty()) {
             fmt::print(stderr, "Error (cache): no cache given: use --cache-dir DIR\n");
