@@ -1,7 +1,7 @@
-// ChunkCache, part 1 of 5: opening a cache directory, recovery, checkpoints, close.
-// (The class is split by concern: chunk_cache_io.cc puts and reads,
-// chunk_cache_space.cc eviction and compaction, chunk_cache_writeback.cc the writer,
-// chunk_cache_verify.cc verify and stats.)
+// ChunkCache, part 1 of 6: opening a cache directory, recovery, checkpoints, close.
+// (The class is split by concern: chunk_cache_put.cc puts, chunk_cache_io.cc reads,
+// pins and commits, chunk_cache_space.cc eviction and compaction,
+// chunk_cache_writeback.cc the writer, chunk_cache_verify.cc verify and stats.)
 #include "migrate/cache/chunk_cache.h"
 
 #include <dirent.h>
@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <system_error>
 
 #include "migrate/cache/cache_files.h"
 #include "migrate/cache/index_checkpoint.h"
@@ -86,8 +87,18 @@ Expected<std::unique_ptr<ChunkCache>> ChunkCache::open(const std::string& dir, C
     TRY_VOID_CTX(c->open_dir(), "cache {}", dir);
     TRY_VOID_CTX(c->load_index(), "cache {}", dir);
     c->closed_ = false;
-    if (!opts.read_only && opts.remote)
-        c->writer_ = std::thread(&ChunkCache::writer_loop, c.get());
+    if (opts.read_only)
+        return c;
+    try {
+        if (opts.remote)
+            c->writer_ = std::thread(&ChunkCache::writer_loop, c.get());
+        for (unsigned t = 1; t < opts.threads; t++)
+            c->helpers_.emplace_back(&ChunkCache::helper_loop, c.get());
+    } catch (const std::system_error& e) {
+        // Helpers are an optimisation; the writer is not.
+        if (opts.remote && !c->writer_.joinable())
+            return failf(e.code().value(), "cache {}: start the write-back thread: {}", dir, e.what());
+    }
     return c;
 }
 
@@ -452,6 +463,14 @@ Status ChunkCache::close() {
     cv_.notify_all();
     if (writer_.joinable())
         writer_.join();
+    {
+        std::lock_guard lk(pool_mu_);
+        pool_stop_ = true;
+    }
+    pool_cv_.notify_all();
+    for (auto& t : helpers_)
+        t.join();
+    helpers_.clear();
     if (opts_.read_only)
         return {};
     std::lock_guard lk(mu_);

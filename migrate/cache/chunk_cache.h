@@ -48,6 +48,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -82,6 +83,9 @@ struct ChunkCacheOptions {
     // zstd level; 0 stores raw. Level 1 because compression is slower than the disk
     // here (MACHINE-LIMITS.md: zstd -1 ~0.9 GiB/s a core, O_DIRECT writes 2.3+ GiB/s).
     int zstd_level = 1;
+    // Threads hashing and compressing a put_batch() (the caller's included): both cores,
+    // since compression and hashing are slower than the disk here.
+    unsigned threads = 2;
     // Segment file size; 0 picks cache_size/16 within [256 KiB, 64 MiB].
     uint64_t segment_bytes = 0;
     bool direct_io = true;
@@ -150,6 +154,13 @@ public:
     // dump is collecting cannot be evicted before its snapshot is pinned.
     // Thread-safe; concurrent puts compress in parallel.
     Expected<ChunkKey> put(std::span<const uint8_t> data, std::string_view snapshot = {});
+    // The same for many chunks (a dump's batch of page runs): keys are computed and new
+    // chunks compressed on `threads` threads, and the new records go to the disk in as
+    // few writes as possible (one per segment) with their index records in one append.
+    // On failure, chunks before the failing one may be stored (putting them again is a
+    // cheap hit).
+    Expected<std::vector<ChunkKey>> put_batch(std::span<const std::span<const uint8_t>> chunks,
+                                              std::string_view snapshot = {});
     // Stores a chunk received in stored form (the receiving side), after checking
     // that it decodes to data with this key.
     Status put_stored(const StoredChunk& chunk);
@@ -221,10 +232,21 @@ private:
     void apply_journal_record(const JournalRecord& r, std::unordered_set<ChunkKey, ChunkKeyHash>& unconfirmed);
     void index_insert(const IndexEntry& e);
 
-    // chunk_cache_io.cc: puts, reads, pins, commit.
-    Status store(const ChunkKey& key, const AlignedBuffer& rec, const RecordHeader& h, std::string_view snapshot);
-    bool dedup_hit(std::unique_lock<std::mutex>& lk, const ChunkKey& key, uint32_t raw_size,
-                   std::string_view snapshot, bool& dirty);
+    // chunk_cache_put.cc: puts.
+    struct NewRecord {
+        ChunkKey key;
+        RecordHeader h;
+        const AlignedBuffer* rec = nullptr;
+    };
+    Status store_records(std::span<const NewRecord> items, std::string_view snapshot);
+    // Runs `job` on the caller and on every helper thread, returns when all are done.
+    // Helpers live as long as the cache: a fresh thread per batch would also bring a
+    // fresh zstd context, and touching new memory costs ~10 us a page here.
+    void run_on_helpers(const std::function<void()>& job);
+    void helper_loop();
+    bool write_hit(const ChunkKey& key, uint32_t raw_size, std::string_view snapshot, bool* dirty);
+
+    // chunk_cache_io.cc: reads, pins, commit.
     Expected<Location> locate_for_read(const ChunkKey& key);
     Expected<std::vector<uint8_t>> read_checked(const Location& loc, RecordHeader* header, bool decode);
     void mark_corrupt(const Location& loc, const Error& err);
@@ -246,11 +268,13 @@ private:
         std::shared_ptr<SegmentFile> file;
         uint64_t offset = 0;
     };
-    Expected<Reservation> reserve(std::unique_lock<std::mutex>& lk, uint64_t bytes);
+    // With `may_wait` false, fails with EAGAIN instead of waiting for other writes to
+    // land (a caller holding reservations of its own must not wait for itself).
+    Expected<Reservation> reserve(std::unique_lock<std::mutex>& lk, uint64_t bytes, bool may_wait = true);
     Expected<Reservation> reserve_append(uint64_t bytes);
     void finish_write(uint32_t segment);
     Status evict_until(uint64_t live_target, uint64_t* evicted);
-    Status make_disk_room(std::unique_lock<std::mutex>& lk, uint64_t bytes);
+    Status make_disk_room(std::unique_lock<std::mutex>& lk, uint64_t bytes, bool may_wait);
     Status delete_dead_segments();
     Expected<bool> compact_one();
     Status relocate(uint32_t segment);
@@ -261,7 +285,7 @@ private:
     // chunk_cache_writeback.cc: background writer, writethrough, flush.
     void writer_loop();
     Status write_back(std::span<const ChunkKey> keys, std::vector<uint8_t>& outcome);
-    Status write_through(const ChunkKey& key);
+    Status write_through(std::span<const ChunkKey> keys);
     Status mark_clean(std::span<const ChunkKey> keys, std::span<const uint8_t> outcome);
 
     void log_warn(const std::string& msg);
@@ -276,7 +300,6 @@ private:
     std::unordered_map<ChunkKey, Entry, ChunkKeyHash> index_;
     std::map<uint64_t, ChunkKey> evictable_;  // seq -> key, clean + unpinned + sound
     std::deque<ChunkKey> dirty_queue_;         // write-back order (may hold stale keys)
-    std::unordered_set<ChunkKey, ChunkKeyHash> inflight_keys_;
     std::map<uint32_t, Segment> segments_;
     std::map<std::string, std::vector<ChunkKey>> snapshots_;
     std::map<std::string, std::unordered_set<ChunkKey, ChunkKeyHash>, std::less<>> pending_pins_;
@@ -287,6 +310,7 @@ private:
     uint64_t next_seq_ = 1;
     uint64_t segment_bytes_ = 0;
     uint64_t live_bytes_ = 0, disk_bytes_ = 0, dirty_bytes_ = 0, raw_bytes_ = 0;
+    uint64_t pending_bytes_ = 0;  // reserved for records being written, not yet indexed
     uint64_t dirty_chunks_ = 0;
     uint64_t corrupt_dirty_ = 0;  // dirty and corrupt: can never be written back
     uint64_t largest_segment_ = 0;
@@ -296,6 +320,14 @@ private:
     uint64_t wb_error_epoch_ = 0;
 
     std::thread writer_;
+    std::vector<std::thread> helpers_;
+    std::mutex pool_mu_;
+    std::condition_variable pool_cv_;
+    const std::function<void()>* pool_job_ = nullptr;
+    uint64_t pool_gen_ = 0;
+    size_t pool_running_ = 0;
+    bool pool_busy_ = false;  // a batch owns the helpers
+    bool pool_stop_ = false;
     bool stop_ = false;
     // True until open() has succeeded: a cache that failed to open (locked by someone
     // else, unreadable) must not write a checkpoint over the directory on destruction.

@@ -1,4 +1,4 @@
-// ChunkCache, part 3 of 5: where new records go, eviction, compaction, gc.
+// ChunkCache, part 3 of 6: where new records go, eviction, compaction, gc.
 //
 // Two bounds. Live record bytes stay within 3/4 of --cache-size: beyond that, clean
 // unpinned chunks are evicted in policy order, and if none is left the put fails with
@@ -32,14 +32,22 @@ std::string ChunkCache::full_message() const {
                        mib(dirty_bytes_), remote, mib(pinned), mib(live_limit()));
 }
 
-Expected<ChunkCache::Reservation> ChunkCache::reserve(std::unique_lock<std::mutex>& lk, uint64_t bytes) {
-    if (live_bytes_ + bytes > live_limit()) {
-        TRY_VOID(evict_until(live_limit() - std::min(bytes, live_limit()), nullptr));
-        if (live_bytes_ + bytes > live_limit())
+Expected<ChunkCache::Reservation> ChunkCache::reserve(std::unique_lock<std::mutex>& lk, uint64_t bytes,
+                                                      bool may_wait) {
+    // Records being written count as live already: a batch must not overshoot.
+    uint64_t need = bytes + pending_bytes_;
+    if (live_bytes_ + need > live_limit()) {
+        TRY_VOID(evict_until(live_limit() - std::min(need, live_limit()), nullptr));
+        if (live_bytes_ + need > live_limit()) {
+            if (pending_bytes_ > 0 && !may_wait)
+                return fail(EAGAIN, "room only once the records being written are indexed");
             return fail(ENOSPC, full_message());
+        }
     }
-    TRY_VOID(make_disk_room(lk, bytes));
-    return reserve_append(bytes);
+    TRY_VOID(make_disk_room(lk, bytes, may_wait));
+    Reservation r = TRY(reserve_append(bytes));
+    pending_bytes_ += bytes;
+    return r;
 }
 
 Expected<ChunkCache::Reservation> ChunkCache::reserve_append(uint64_t bytes) {
@@ -106,7 +114,7 @@ Status ChunkCache::evict_until(uint64_t live_target, uint64_t* evicted) {
     return {};
 }
 
-Status ChunkCache::make_disk_room(std::unique_lock<std::mutex>& lk, uint64_t bytes) {
+Status ChunkCache::make_disk_room(std::unique_lock<std::mutex>& lk, uint64_t bytes, bool may_wait) {
     while (disk_bytes_ + bytes + max_segment_bytes() > opts_.cache_size) {
         bool dead = false, busy = false;
         for (const auto& [id, s] : segments_) {
@@ -125,6 +133,8 @@ Status ChunkCache::make_disk_room(std::unique_lock<std::mutex>& lk, uint64_t byt
             continue;
         if (busy) {
             // A segment still receiving a concurrent put cannot be compacted yet.
+            if (!may_wait)
+                return fail(EAGAIN, "room only once the records being written have landed");
             cv_.wait(lk);
             continue;
         }

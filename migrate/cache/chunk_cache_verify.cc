@@ -1,4 +1,4 @@
-// ChunkCache, part 5 of 5: verify and stats.
+// ChunkCache, part 5 of 6: verify and stats.
 #include <algorithm>
 
 #include "migrate/cache/chunk_cache.h"

@@ -1,4 +1,4 @@
-// ChunkCache, part 4 of 5: write-back to the remote (background writer), writethrough,
+// ChunkCache, part 4 of 6: write-back to the remote (background writer), writethrough,
 // flush.
 //
 // The writer takes dirty chunks in the order they were stored, in batches: it asks the
@@ -144,41 +144,62 @@ void ChunkCache::writer_loop() {
     }
 }
 
-Status ChunkCache::write_through(const ChunkKey& key) {
-    {
-        std::unique_lock lk(mu_);
-        for (;;) {
-            auto it = index_.find(key);
-            if (it == index_.end())
-                return failf(ENOENT, "writethrough: chunk {} vanished", key.short_hex());
-            if (it->second.e.corrupt)
-                return failf(EIO, "writethrough: chunk {} is corrupt in the cache", key.short_hex());
-            if (!it->second.e.dirty)
-                return {};
-            if (!it->second.sending) {
-                it->second.sending = true;
-                break;
+Status ChunkCache::write_through(std::span<const ChunkKey> keys) {
+    std::vector<ChunkKey> left(keys.begin(), keys.end());
+    std::sort(left.begin(), left.end());
+    left.erase(std::unique(left.begin(), left.end()), left.end());
+    while (!left.empty()) {
+        // Claim what nobody is sending. A key the writer (or another writethrough put)
+        // is sending is waited for, but only while this thread holds no claim of its
+        // own: two threads waiting on each other's claims would wait for ever.
+        std::vector<ChunkKey> claimed, later;
+        {
+            std::unique_lock lk(mu_);
+            for (;;) {
+                for (const auto& k : left) {
+                    auto it = index_.find(k);
+                    if (it == index_.end())
+                        return failf(ENOENT, "writethrough: chunk {} vanished", k.short_hex());
+                    if (it->second.e.corrupt)
+                        return failf(EIO, "writethrough: chunk {} is corrupt in the cache", k.short_hex());
+                    if (!it->second.e.dirty)
+                        continue;
+                    if (it->second.sending) {
+                        later.push_back(k);
+                        continue;
+                    }
+                    it->second.sending = true;
+                    claimed.push_back(k);
+                }
+                if (!claimed.empty() || later.empty())
+                    break;
+                cv_.wait(lk);  // only others' sends are in the way: their outcome is ours
+                later.clear();
             }
-            cv_.wait(lk);  // the writer is sending it: its outcome is ours
         }
-    }
-    std::vector<uint8_t> outcome;
-    Status st = write_back(std::span<const ChunkKey>(&key, 1), outcome);
-    std::lock_guard lk(mu_);
-    auto it = index_.find(key);
-    if (it != index_.end()) {
-        it->second.sending = false;
-        if (it->second.e.dirty && !it->second.e.corrupt) {
-            dirty_queue_.push_back(key);  // the writer keeps trying in the background
-            if (st)
-                st = failf(EIO, "chunk {} could not be read for writing through", key.short_hex());
+        if (claimed.empty())
+            return {};
+        std::vector<uint8_t> outcome;
+        Status st = write_back(claimed, outcome);
+        std::lock_guard lk(mu_);
+        for (const auto& k : claimed) {
+            auto it = index_.find(k);
+            if (it == index_.end())
+                continue;
+            it->second.sending = false;
+            if (it->second.e.dirty && !it->second.e.corrupt) {
+                dirty_queue_.push_back(k);  // the writer keeps trying in the background
+                if (st)
+                    st = failf(EIO, "chunk {} could not be read for writing through", k.short_hex());
+            }
         }
-    }
-    cv_.notify_all();
-    if (!st) {
-        counters_.writeback_errors++;
-        last_wb_error_ = st.error().str();
-        return with_context(std::move(st), fmt::format("writethrough of chunk {}", key.short_hex()));
+        cv_.notify_all();
+        if (!st) {
+            counters_.writeback_errors++;
+            last_wb_error_ = st.error().str();
+            return with_context(std::move(st), fmt::format("writethrough of {} chunks", claimed.size()));
+        }
+        left = std::move(later);
     }
     return {};
 }

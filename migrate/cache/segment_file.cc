@@ -2,7 +2,11 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <limits.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -82,6 +86,41 @@ Status SegmentFile::write_at(uint64_t offset, std::span<const uint8_t> rec) {
         if (n == 0)
             return failf(ENOSPC, "write {} bytes to {} at offset {}: no progress", rec.size(), name_, offset);
         done += static_cast<size_t>(n);
+    }
+    return {};
+}
+
+Status SegmentFile::write_at(uint64_t offset, std::span<const struct iovec> recs) {
+    std::vector<struct iovec> iov(recs.begin(), recs.end());
+    size_t total = 0;
+    for (const auto& v : iov)
+        total += v.iov_len;
+    CRIU_ASSERT(offset % kRecordAlign == 0 && total % kRecordAlign == 0);
+    size_t done = 0, first = 0;
+    while (done < total) {
+        // At most IOV_MAX vectors a call; the kernel may also stop short of the end.
+        int cnt = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
+        ssize_t n = ::pwritev(fd_.get(), iov.data() + first, cnt, static_cast<off_t>(offset + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EINVAL && direct_) {
+            drop_direct_io();
+            continue;
+        }
+        if (n < 0)
+            return fail_errno("write {} bytes to {} at offset {}", total - done, name_, offset + done);
+        if (n == 0)
+            return failf(ENOSPC, "write {} bytes to {} at offset {}: no progress", total - done, name_,
+                         offset + done);
+        done += static_cast<size_t>(n);
+        for (size_t left = static_cast<size_t>(n); left > 0;) {
+            size_t take = std::min(left, iov[first].iov_len);
+            iov[first].iov_base = static_cast<uint8_t*>(iov[first].iov_base) + take;
+            iov[first].iov_len -= take;
+            left -= take;
+            if (iov[first].iov_len == 0)
+                first++;
+        }
     }
     return {};
 }

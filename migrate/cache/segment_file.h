@@ -11,6 +11,8 @@
 // read, so a segment that compaction unlinks meanwhile stays readable through its fd.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -39,6 +41,10 @@ public:
     // Writes a whole record at `offset`. Both must be multiples of kRecordAlign and the
     // buffer 4096-aligned (AlignedBuffer). Short writes are an error (ENOSPC, EFBIG).
     Status write_at(uint64_t offset, std::span<const uint8_t> rec);
+    // Several whole records that lie back to back from `offset`, in one pwritev: one
+    // request to the disk instead of one per record (a 64 KiB O_DIRECT write waits
+    // ~190 us here, most of it per-request latency).
+    Status write_at(uint64_t offset, std::span<const struct iovec> recs);
     // Reads exactly rec.size() bytes at `offset` (same alignment rules).
     Status read_at(uint64_t offset, std::span<uint8_t> buf) const;
     // fdatasync: what was written is on the disk.
