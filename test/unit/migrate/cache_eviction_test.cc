@@ -190,3 +190,37 @@ TEST_CASE("disk use stays within the cache size under churn", "[cache][eviction]
         CHECK(c->verify().ok());
     }
 }
+
+TEST_CASE("a batch larger than the cache evicts its own clean chunks or stops at the dirty limit", "[cache][eviction]") {
+    size_t n = chunks_that_fit() + 15;
+    std::vector<std::vector<uint8_t>> data;
+    for (size_t i = 0; i < n; i++)
+        data.push_back(chunk_data(i, kChunk));
+    std::vector<std::span<const uint8_t>> spans(data.begin(), data.end());
+    {
+        CacheTempDir d;
+        ChunkCacheOptions o;
+        o.mode = CacheMode::standalone;
+        auto c = open_cache(d.path(), o);
+        auto keys = c->put_batch(spans);
+        REQUIRE(keys);
+        CHECK(c->stats().counters.evictions >= 15);
+        CHECK(c->contains(keys->back()));
+        CHECK(c->stats().live_bytes <= c->stats().live_limit);
+        CHECK(c->verify().ok());
+    }
+    {
+        CacheTempDir d;
+        ChunkCacheOptions o;
+        o.mode = CacheMode::writeback;  // no remote: nothing can become clean
+        auto c = open_cache(d.path(), o);
+        auto keys = c->put_batch(spans);
+        REQUIRE_FALSE(keys);
+        CHECK_THAT(keys.error().str(), Catch::Contains("cache full"));
+        // What fitted is stored and indexed; nothing was evicted.
+        CHECK(c->stats().chunks == chunks_that_fit());
+        CHECK(c->stats().counters.evictions == 0);
+        CHECK(c->contains(hash_chunk(data[0])));
+        CHECK(c->verify().ok());
+    }
+}

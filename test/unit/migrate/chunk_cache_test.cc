@@ -248,3 +248,36 @@ TEST_CASE("snapshots pin durably and pins taken during a dump hold", "[cache]") 
     REQUIRE(c->release_snapshot("dump-9"));
     CHECK(c->info(k)->pins == 0);
 }
+
+TEST_CASE("put_batch stores new chunks once and returns every key in order", "[cache]") {
+    CacheTempDir d;
+    ChunkCacheOptions o;
+    o.cache_size = 64 << 20;
+    o.segment_bytes = 256 << 10;  // the batch spans several segments: several writes
+    o.threads = 2;
+    auto c = open_cache(d.path(), o);
+    REQUIRE(c->put(chunk_data(4, 65536)));  // already cached before the batch (= data[4])
+    std::vector<std::vector<uint8_t>> data;
+    for (int i = 0; i < 40; i++)
+        data.push_back(chunk_data(i % 30, 65536, i % 2));  // 10 repeats inside the batch
+    data.push_back(std::vector<uint8_t>(65536, 0));
+    std::vector<std::span<const uint8_t>> spans(data.begin(), data.end());
+    auto keys = c->put_batch(spans, "batch");
+    REQUIRE(keys);
+    REQUIRE(keys->size() == data.size());
+    for (size_t i = 0; i < data.size(); i++) {
+        CHECK((*keys)[i] == hash_chunk(data[i]));
+        CHECK(*c->get((*keys)[i]) == data[i]);
+    }
+    CacheStats s = c->stats();
+    // 30 distinct contents (i and i + 30 are the same), data[4] cached beforehand:
+    // 29 stored by the batch, 10 repeats + data[4] are hits.
+    CHECK(s.chunks == 30);
+    CHECK(s.counters.zero_chunks == 1);
+    CHECK(s.counters.write_misses == 1 + 29);
+    CHECK(s.counters.write_hits == 11);
+    CHECK(s.segments > 1);
+    for (size_t i = 0; i < 40; i++)
+        CHECK(c->info((*keys)[i])->pins == 1);
+    CHECK(c->verify().ok());
+}
