@@ -135,9 +135,10 @@ Status ChunkCache::open_dir() {
                 return failf(EBUSY, "in use by pid {}", who);
             return fail(e, "lock");
         }
+        // The pid only makes the "in use" message better: on a full disk, do without.
         std::string pid = std::to_string(::getpid());
-        if (::ftruncate(lockfd_.get(), 0) != 0 || ::pwrite(lockfd_.get(), pid.data(), pid.size(), 0) < 0)
-            return fail_errno("write {}", kLockFile);
+        if (::ftruncate(lockfd_.get(), 0) == 0 && ::pwrite(lockfd_.get(), pid.data(), pid.size(), 0) < 0)
+            log_warn(fmt::format("write {}: {}", kLockFile, std::strerror(errno)));
         if (::mkdirat(dirfd_.get(), SnapshotManifest::kDir, 0700) != 0 && errno != EEXIST)
             return fail_errno("mkdir {}", SnapshotManifest::kDir);
     }
@@ -185,6 +186,7 @@ Status ChunkCache::load_index() {
     DirListing ls = TRY(list_dir(dirfd_.get()));
     auto ck = IndexCheckpoint::read(dirfd_.get());
     bool rebuild = false;
+    uint64_t journal_good = 0;  // where appending may resume if no checkpoint can be written
     std::unordered_set<ChunkKey, ChunkKeyHash> unconfirmed;
     if (!ck) {
         recovery_.warnings.push_back("index checkpoint unreadable (" + ck.error().str() +
@@ -215,6 +217,7 @@ Status ChunkCache::load_index() {
             rebuild = true;
         } else {
             recovery_.journal_records = rep->records;
+            journal_good = rep->missing ? 0 : rep->good_bytes;
             recovery_.journal_ignored_bytes = rep->ignored_bytes;
             recovery_.journal_problem = rep->problem;
             // A clean close leaves a new checkpoint and an empty journal.
@@ -253,7 +256,20 @@ Status ChunkCache::load_index() {
     if (opts_.read_only)
         return {};
     std::lock_guard lk(mu_);
-    TRY_VOID(write_checkpoint_locked());
+    Status st = write_checkpoint_locked();
+    if (!st) {
+        // Usually a full disk. Without a new checkpoint the old one and its journal stay
+        // the truth: go on appending to that journal (if there is one to go on with).
+        if (rebuild || journal_good == 0)
+            return st;
+        journal_ = TRY_CTX(IndexJournal::reopen(dirfd_.get(), generation_, journal_good),
+                           "after failing to {}", st.error().str());
+        recovery_.kept_old_checkpoint = true;
+        recovery_.warnings.push_back("could not write a new checkpoint (" + st.error().str() +
+                                     "): continuing with the old one");
+        log_warn(recovery_.warnings.back());
+        return {};
+    }
     return remove_stale_files();
 }
 

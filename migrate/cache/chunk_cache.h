@@ -18,10 +18,10 @@
 // with "cache full: N MiB dirty waiting for the remote ..." instead of evicting.
 //
 // Durability, like a write-back block device with volatile write cache:
-//   put() returns: the record is written to its segment (O_DIRECT where the filesystem
-//     has it) and its index record appended to the journal, both in the kernel. A kill
-//     -9 of this process loses nothing acknowledged. A power loss may lose puts since
-//     the last commit; they are then missing, never torn.
+//   put() / put_batch() return: the records are written to their segment (O_DIRECT
+//     where the filesystem has it) and their index records appended to the journal,
+//     both in the kernel. A kill -9 of this process loses nothing acknowledged. A power
+//     loss may lose puts since the last commit; they are then missing, never torn.
 //   commit(): segments fdatasync'ed first, then a commit record, then the journal
 //     fdatasync'ed. Everything acknowledged before is durable. Runs by itself every
 //     `commit_bytes` of new data, in pin_snapshot(), flush() and close().
@@ -110,6 +110,9 @@ struct RecoveryReport {
     uint64_t dropped = 0;                // entries whose data was missing or torn
     uint64_t stale_files_removed = 0;
     std::vector<std::string> warnings;
+    // No new checkpoint could be written (a full disk): the cache goes on appending to
+    // the journal it recovered from, and deletes nothing until a checkpoint succeeds.
+    bool kept_old_checkpoint = false;
 };
 
 struct VerifyReport {

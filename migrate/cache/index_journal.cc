@@ -159,6 +159,16 @@ Expected<IndexJournal> IndexJournal::create(int dirfd, uint64_t generation) {
     return j;
 }
 
+Expected<IndexJournal> IndexJournal::reopen(int dirfd, uint64_t generation, uint64_t good_bytes) {
+    std::string name = file_name(generation);
+    UniqueFd fd(::openat(dirfd, name.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
+    if (!fd)
+        return fail_errno("reopen {}", name);
+    if (::ftruncate(fd.get(), static_cast<off_t>(good_bytes)) != 0)
+        return fail_errno("cut the torn tail off {}", name);
+    return IndexJournal(std::move(fd), generation, good_bytes);
+}
+
 Status IndexJournal::write_bytes(std::span<const uint8_t> bytes) {
     if (broken_)
         return failf(EIO, "{} is unusable after an earlier failed append", file_name(generation_));

@@ -64,6 +64,10 @@ public:
 
     // Creates (or truncates) the journal of `generation`, header durable on return.
     static Expected<IndexJournal> create(int dirfd, uint64_t generation);
+    // Reopens an existing journal for appending after its last intact record (what
+    // replay() reported as good_bytes), cutting off a torn tail first. For when no new
+    // checkpoint can be written (a full disk): shrinking a file needs no space.
+    static Expected<IndexJournal> reopen(int dirfd, uint64_t generation, uint64_t good_bytes);
 
     // Appends with one write(): a record reaches the kernel whole or the file is cut
     // back. Not synced: see sync().

@@ -5,7 +5,10 @@
 // per chunk; write-back and compaction read sequentially; and the kernel sees large
 // aligned writes it can send to the disk as they are (O_DIRECT, MACHINE-LIMITS.md:
 // 2.3-2.8 GiB/s direct against ~0.5 GiB/s buffered once the page cache needs fresh
-// memory). Space of evicted chunks comes back by compaction (chunk_cache_space.cc).
+// memory). Measured here with 36 KiB chunks (4096 of them, ext4): a file per chunk in
+// 256 fan-out directories (create, O_DIRECT write, close, syncfs) took 78-770 us a
+// chunk as the ext4 journal filled; appending to one segment, 50-58 us a chunk.
+// Space of evicted chunks comes back by compaction (chunk_cache_space.cc).
 //
 // Shared ownership: readers (get, write-back, verify) hold a shared_ptr while they
 // read, so a segment that compaction unlinks meanwhile stays readable through its fd.

@@ -410,7 +410,7 @@ namespace {
 }
 
 void check_after_fill(const std::string& dir, const std::vector<Msg>& msgs, int expect_errno,
-                      const char* expect_text) {
+                      const char* expect_text, bool first_open_after_crash) {
     std::vector<std::pair<uint64_t, ChunkKey>> acked;
     const Msg* err = nullptr;
     for (const auto& m : msgs) {
@@ -425,7 +425,8 @@ void check_after_fill(const std::string& dir, const std::vector<Msg>& msgs, int 
     CHECK(acked.size() > 5);
 
     auto c = reopen(dir, CacheMode::standalone);
-    CHECK_FALSE(c->recovery().clean_shutdown);
+    if (first_open_after_crash)
+        CHECK_FALSE(c->recovery().clean_shutdown);
     CHECK(c->recovery().dropped == 0);
     CHECK(c->verify().ok());
     for (const auto& [id, key] : acked)
@@ -484,8 +485,24 @@ TEST_CASE("disk full half-way on a 2 MiB tmpfs gives a clear error and recovers"
         ::close(fd);
     }
     auto msgs = run_child([&](int fd) { fill_child(dir, fd, ENOSPC); });
+    {
+        // Still full: the cache must open (no room for a new checkpoint: it keeps the
+        // old one), serve everything, and refuse puts cleanly.
+        auto c = reopen(dir, CacheMode::standalone);
+        CHECK(c->recovery().kept_old_checkpoint);
+        CHECK(c->recovery().dropped == 0);
+        CHECK(c->verify().ok());
+        for (const auto& m : msgs)
+            if (m.type == 'K')
+                CHECK(*c->get(m.key) == chunk_data(m.a, 16384, m.a % 2));
+        auto k = c->put(chunk_data(123456, 16384));  // the same put check_after_fill makes
+        if (k)
+            WARN("a put fitted into the last free bytes");
+        else
+            CHECK(k.error().err() == ENOSPC);
+    }
     REQUIRE(::unlink(filler.c_str()) == 0);
-    check_after_fill(dir, msgs, ENOSPC, "No space left on device");
+    check_after_fill(dir, msgs, ENOSPC, "No space left on device", false);
     ::umount2(d.path().c_str(), MNT_DETACH);
 }
 
@@ -499,7 +516,7 @@ TEST_CASE("RLIMIT_FSIZE half-way gives a clear error and recovers", "[cache][cra
         ::setrlimit(RLIMIT_FSIZE, &rl);
         fill_child(dir, fd, EFBIG);
     });
-    check_after_fill(dir, msgs, EFBIG, "File too large");
+    check_after_fill(dir, msgs, EFBIG, "File too large", true);
 }
 
 TEST_CASE("a journal record with no data behind it is dropped and the rest kept", "[cache][crash]") {
