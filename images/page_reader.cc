@@ -169,8 +169,13 @@ std::optional<PageReader::RawLocation> PageReader::raw_location(const PageEntry&
     return RawLocation{pages_fd_.get(), e.offset, e.stored_size};
 }
 
-Status PageReader::decode_frame(const PageEntry& e, char* dst) {
-    Zstd& z = *zstd_;
+std::shared_ptr<PageReader::Zstd> PageReader::make_decoder() { return std::make_shared<Zstd>(); }
+
+Status PageReader::decode_entry(const PageEntry& e, void* dst, Zstd& z) const {
+    if (head_.codec() != images::CODEC_ZSTD || !e.present())
+        return failf(EINVAL, "{}: entry at {:#x} is not a zstd frame", pagemap_path_, e.vaddr);
+    if (!z.dctx)
+        return failf(ENOMEM, "{}: cannot create a zstd context", pagemap_path_);
     // Validation capped stored_size by ZSTD_compressBound of at most kMaxFramePages pages.
     z.comp.resize(e.stored_size);
     size_t got = TRY(pread_full(pages_fd_.get(), z.comp.data(), z.comp.size(), e.offset, pages_path_));

@@ -49,6 +49,13 @@ public:
     };
     std::optional<RawLocation> raw_location(const PageEntry& e) const;
 
+    // Decoding state (a zstd context and a frame buffer). decode_entry() with one of these per
+    // thread may run on several threads at once.
+    struct Zstd;
+    static std::shared_ptr<Zstd> make_decoder();
+    // Decodes one zstd entry of this image (entry.nr_pages * 4096 bytes into `dst`).
+    Status decode_entry(const PageEntry& e, void* dst, Zstd& z) const;
+
     // Pages per kind, for stats and `criu show`.
     uint64_t count_pages(uint32_t flag) const;
 
@@ -64,7 +71,7 @@ private:
     // Index of the entry containing `addr`, if any.
     std::optional<size_t> find(uint64_t addr) const;
     Status read_present(const PageEntry& e, char* dst);
-    Status decode_frame(const PageEntry& e, char* dst);
+    Status decode_frame(const PageEntry& e, char* dst) { return decode_entry(e, dst, *zstd_); }
 
     std::string dir_path_;
     std::string pagemap_path_;
@@ -76,10 +83,9 @@ private:
     bool has_parent_entries_ = false;
     std::unique_ptr<PageReader> parent_;
 
-    // Decoding state for zstd: a context, a buffer for one frame, and the last frame
-    // decoded (read_range often asks for a few pages of the same frame in a row).
-    struct Zstd;
-    std::unique_ptr<Zstd> zstd_;
+    // Decoding state for read_range(), which also keeps the last frame decoded (it often
+    // asks for a few pages of the same frame in a row).
+    std::shared_ptr<Zstd> zstd_;
 };
 
 }  // namespace criu

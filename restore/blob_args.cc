@@ -125,6 +125,7 @@ Expected<BlobArgs> BlobArgs::build(const BlobArgsInput& in) {
         r.nr_pages = runs[i].nr_pages;
         r.file_off = runs[i].offset;
         r.fd_slot = runs[i].source < 0 ? -1 : in.slots->first_page_slot() + runs[i].source;
+        r.direct_slot = runs[i].direct_source < 0 ? -1 : in.slots->first_page_slot() + runs[i].direct_source;
         std::memcpy(b.buf_.data() + off + i * sizeof(r), &r, sizeof(r));
     }
     b.args()->runs_off = uint32_t(off);

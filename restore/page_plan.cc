@@ -1,10 +1,17 @@
 #include "restore/page_plan.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
 
 namespace criu {
 namespace {
@@ -17,7 +24,6 @@ struct Planner {
     std::map<int, int> slot_of_fd;
     int memfd_slot = -1;
     uint64_t memfd_size = 0;
-    std::vector<char> buf;
 
     int slot_for(int fd) {
         auto [it, added] = slot_of_fd.emplace(fd, int(plan.sources.size()));
@@ -39,8 +45,42 @@ struct Planner {
         plan.runs.push_back({vaddr, pages, source, offset});
     }
 
+    // Raw pages go straight from the disk into the restored process's memory: a buffered
+    // read would first allocate a page-cache page for every page (fresh memory, the most
+    // expensive thing on these machines, MACHINE-LIMITS.md) and copy it. The twin is a new
+    // open file description, so O_DIRECT does not leak into the reader's own fd. Where the
+    // filesystem refuses O_DIRECT the blob reads through the buffered fd.
+    void add_direct_twins() {
+        std::map<int, int> twin_of;
+        for (auto& r : plan.runs) {
+            if (r.source < 0 || r.source == memfd_slot || r.offset % kPageSize != 0)
+                continue;
+            auto [it, added] = twin_of.emplace(r.source, -1);
+            if (added) {
+                std::string self = "/proc/self/fd/" + std::to_string(plan.sources[size_t(r.source)]);
+                UniqueFd fd(::open(self.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+                if (fd) {
+                    plan.owned.push_back(std::move(fd));
+                    it->second = int(plan.sources.size());
+                    plan.sources.push_back(plan.owned.back().get());
+                }
+            }
+            r.direct_source = it->second;
+        }
+    }
+
     // zstd pages are decoded once, here, into a memfd the blob preads like any pages file.
-    Expected<uint64_t> decode_to_memfd(uint64_t vaddr, uint64_t pages) {
+    // Planning only reserves the place; run_decodes() then decodes every frame straight into
+    // the mapped memfd on two threads (decoding is the slow part, and both cores are free).
+    struct DecodeTask {
+        const PageReader* level;
+        size_t entry;
+        uint64_t start, end;  // the part of the entry wanted
+        uint64_t at;          // in the memfd
+    };
+    std::vector<DecodeTask> tasks;
+
+    Expected<uint64_t> reserve_decoded(const PageReader& level, const PageEntry& e, uint64_t s, uint64_t t) {
         if (memfd_slot < 0) {
             UniqueFd fd(::memfd_create("criu-restore-pages", MFD_CLOEXEC));
             if (!fd)
@@ -50,24 +90,57 @@ struct Planner {
             plan.sources.push_back(plan.owned.back().get());
         }
         uint64_t at = memfd_size;
-        for (uint64_t done = 0; done < pages;) {
-            uint64_t n = std::min<uint64_t>(pages - done, kMaxFramePages);
-            buf.resize(n * kPageSize);
-            TRY_VOID(top.read_range(vaddr + done * kPageSize, n, buf.data()));
-            size_t off = 0;
-            while (off < buf.size()) {
-                ssize_t w = ::pwrite(plan.sources[size_t(memfd_slot)], buf.data() + off, buf.size() - off,
-                                     off_t(memfd_size + off));
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w <= 0)
-                    return fail_errno("writing decoded pages for pid {} into a memfd", pid);
-                off += size_t(w);
-            }
-            memfd_size += buf.size();
-            done += n;
-        }
+        tasks.push_back({&level, size_t(&e - level.entries().data()), s, t, at});
+        memfd_size += t - s;
         return at;
+    }
+
+    Status run_decodes() {
+        if (tasks.empty())
+            return {};
+        int fd = plan.sources[size_t(memfd_slot)];
+        if (::ftruncate(fd, off_t(memfd_size)) < 0)
+            return fail_errno("pid {}: sizing the memfd for {} bytes of decoded pages", pid, memfd_size);
+        void* m = ::mmap(nullptr, memfd_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED)
+            return fail_errno("pid {}: mapping the memfd for decoded pages", pid);
+        char* base = static_cast<char*>(m);
+        std::atomic<size_t> next{0};
+        std::mutex mu;
+        std::optional<Error> first_error;
+        auto work = [&] {
+            auto z = PageReader::make_decoder();
+            std::vector<char> whole;
+            for (size_t i; (i = next.fetch_add(1)) < tasks.size();) {
+                const DecodeTask& d = tasks[i];
+                const PageEntry& e = d.level->entries()[d.entry];
+                char* to = base + d.at;
+                Status st;
+                if (d.start == e.vaddr && d.end == e.end()) {
+                    st = d.level->decode_entry(e, to, *z);
+                } else {
+                    whole.resize(e.size());
+                    st = d.level->decode_entry(e, whole.data(), *z);
+                    if (st)
+                        std::memcpy(to, whole.data() + (d.start - e.vaddr), d.end - d.start);
+                }
+                if (!st) {
+                    std::lock_guard lk(mu);
+                    if (!first_error)
+                        first_error = st.error();
+                    next = tasks.size();
+                    return;
+                }
+            }
+        };
+        {
+            std::jthread helper(work);
+            work();
+        }
+        ::munmap(m, memfd_size);
+        if (first_error)
+            return std::unexpected(std::move(*first_error));
+        return {};
     }
 
     // Resolves [start, end) in `level`; below the top level every page must be covered.
@@ -103,7 +176,7 @@ struct Planner {
                 add(s, pages, slot_for(loc->fd), loc->offset + (s - e.vaddr));
                 plan.pages_from_images += pages;
             } else {
-                uint64_t at = TRY(decode_to_memfd(s, pages));
+                uint64_t at = TRY(reserve_decoded(level, e, s, t));
                 add(s, pages, memfd_slot, at);
                 plan.pages_from_images += pages;
             }
@@ -193,6 +266,8 @@ Expected<PagePlan> plan_pages(PageReader& reader, const images::MmInfo& mm, pid_
         }
     }
     p.plan.runs = std::move(split);
+    TRY_VOID(p.run_decodes());
+    p.add_direct_twins();
     return std::move(p.plan);
 }
 

@@ -20,13 +20,16 @@ struct PlannedRun {
     uint64_t nr_pages = 0;
     int source = -1;      // index into PagePlan::sources, -1: write zeros
     uint64_t offset = 0;  // in the source
+    // Index into PagePlan::sources of an O_DIRECT twin of `source` this run may be read
+    // through (its offset is block aligned), or -1.
+    int direct_source = -1;
     bool operator==(const PlannedRun&) const = default;
 };
 
 struct PagePlan {
     std::vector<PlannedRun> runs;     // address order, never crossing a VMA boundary
     std::vector<int> sources;         // fds: borrowed from the PageReader chain, or owned_ below
-    std::vector<UniqueFd> owned;      // memfds holding decoded zstd data
+    std::vector<UniqueFd> owned;      // memfds holding decoded zstd data, O_DIRECT twins
     std::vector<bool> vma_filled;     // per MmInfo.vmas index: some run writes into it
     uint64_t pages_from_images = 0;
     uint64_t pages_zeroed = 0;

@@ -117,13 +117,14 @@ struct blob_vma {
 };
 
 /* A run of pages to fill: read from a service fd, or (fd_slot -1) write zeros, needed only
- * where a fresh mapping would not already read as zero (COWed pages of a private file). */
+ * where a fresh mapping would not already read as zero (COWed pages of a private file).
+ * direct_slot (-1: none) is the same file opened with O_DIRECT, preferred when set. */
 struct blob_page_run {
     uint64_t vaddr;
     uint64_t nr_pages;
     uint64_t file_off;
     int32_t fd_slot;
-    uint32_t pad;
+    int32_t direct_slot;
 };
 
 struct blob_range {

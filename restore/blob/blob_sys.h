@@ -36,6 +36,10 @@
 #define NR_arch_prctl 158
 #define NR_gettid 186
 #define NR_futex 202
+#define NR_io_setup 206
+#define NR_io_destroy 207
+#define NR_io_getevents 208
+#define NR_io_submit 209
 #define NR_set_tid_address 218
 #define NR_timer_create 222
 #define NR_timer_settime 223

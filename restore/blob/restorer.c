@@ -153,32 +153,150 @@ static void zero_fill(uint64_t addr, uint64_t len) {
         *p++ = 0;
 }
 
+/* Reads [addr, addr+left) from fd at off; a failure names the run. With a direct fd first,
+ * EINVAL (an alignment or filesystem the kernel refuses for O_DIRECT) falls back to `fd`. */
+static void read_sync(struct blob_args* a, int32_t dfd, int32_t fd, uint64_t addr, uint64_t left,
+                      uint64_t off, uint32_t run) {
+    int32_t use = dfd >= 0 ? dfd : fd;
+    while (left) {
+        /* The kernel moves at most 0x7ffff000 bytes per read (MAX_RW_COUNT). */
+        uint64_t chunk = left > (1ull << 30) ? (1ull << 30) : left;
+        long n = SYS4(NR_pread64, use, addr, chunk, off);
+        if (n == -EINTR)
+            continue;
+        if (n == -EINVAL && use != fd) {
+            use = fd;
+            continue;
+        }
+        if (n < 0)
+            die(a, BLOB_STEP_PAGES_READ, n, run);
+        if (n == 0) /* the pages file is shorter than phase 1 checked: it changed */
+            die(a, BLOB_STEP_PAGES_READ, -61 /* ENODATA */, run);
+        addr += (uint64_t)n;
+        off += (uint64_t)n;
+        left -= (uint64_t)n;
+    }
+}
+
+/* Linux AIO (io_submit) for the O_DIRECT runs: the submitting call faults the target pages
+ * in (the CPU part, fresh memory) and returns while the disk fills them, so faulting the next
+ * chunk overlaps the transfer of the previous ones. A chunk that fails or comes back short
+ * is read again synchronously, through the buffered fd if need be. */
+#define AIO_DEPTH 8
+#define AIO_CHUNK (8ull << 20)
+#define IOCB_CMD_PREAD 0
+
+struct blob_iocb { /* struct iocb, little-endian x86-64 */
+    uint64_t data;
+    uint32_t key;
+    uint32_t rw_flags;
+    uint16_t opcode;
+    int16_t reqprio;
+    uint32_t fildes;
+    uint64_t buf;
+    uint64_t nbytes;
+    int64_t offset;
+    uint64_t reserved2;
+    uint32_t flags;
+    uint32_t resfd;
+};
+
+struct blob_io_event {
+    uint64_t data;
+    uint64_t obj;
+    int64_t res;
+    int64_t res2;
+};
+
+struct aio_filler {
+    uint64_t ctx;
+    uint32_t inflight;
+    uint8_t busy[AIO_DEPTH];
+    struct blob_iocb cb[AIO_DEPTH];
+};
+
+static void aio_reap(struct blob_args* a, struct aio_filler* f, long min) {
+    struct blob_page_run* runs = AT(a, a->runs_off, struct blob_page_run);
+    struct blob_io_event ev[AIO_DEPTH];
+    long n;
+    do
+        n = SYS5(NR_io_getevents, f->ctx, min, AIO_DEPTH, ev, 0);
+    while (n == -EINTR);
+    if (n < 0)
+        die(a, BLOB_STEP_PAGES_READ, n, 0);
+    for (long i = 0; i < n; i++) {
+        struct blob_iocb* cb = (struct blob_iocb*)ev[i].obj;
+        uint32_t run = (uint32_t)cb->data;
+        uint64_t done = ev[i].res > 0 ? (uint64_t)ev[i].res : 0;
+        if (done > cb->nbytes)
+            done = cb->nbytes;
+        if (done < cb->nbytes)
+            read_sync(a, -1, fd_at(a, runs[run].fd_slot), cb->buf + done, cb->nbytes - done,
+                      (uint64_t)cb->offset + done, run);
+        f->busy[cb - f->cb] = 0;
+        f->inflight--;
+    }
+}
+
+static void aio_read(struct blob_args* a, struct aio_filler* f, int32_t dfd, uint64_t addr,
+                     uint64_t left, uint64_t off, uint32_t run) {
+    while (left) {
+        uint64_t chunk = left > AIO_CHUNK ? AIO_CHUNK : left;
+        if (f->inflight == AIO_DEPTH)
+            aio_reap(a, f, 1);
+        uint32_t k = 0;
+        while (f->busy[k])
+            k++;
+        struct blob_iocb* cb = &f->cb[k];
+        memset(cb, 0, sizeof(*cb));
+        cb->data = run;
+        cb->opcode = IOCB_CMD_PREAD;
+        cb->fildes = (uint32_t)dfd;
+        cb->buf = addr;
+        cb->nbytes = chunk;
+        cb->offset = (int64_t)off;
+        struct blob_iocb* list[1] = {cb};
+        long r = SYS3(NR_io_submit, f->ctx, 1, list);
+        if (r == 1) {
+            f->busy[k] = 1;
+            f->inflight++;
+        } else {
+            struct blob_page_run* rr = &AT(a, a->runs_off, struct blob_page_run)[run];
+            read_sync(a, dfd, fd_at(a, rr->fd_slot), addr, chunk, off, run);
+        }
+        addr += chunk;
+        off += chunk;
+        left -= chunk;
+    }
+}
+
 static void fill_pages(struct blob_args* a) {
     struct blob_page_run* runs = AT(a, a->runs_off, struct blob_page_run);
+    struct aio_filler f;
+    memset(&f, 0, sizeof(f));
+    int have_aio = 0;
+    for (uint32_t i = 0; i < a->nr_runs && !have_aio; i++)
+        if (runs[i].direct_slot >= 0)
+            have_aio = SYS2(NR_io_setup, AIO_DEPTH, &f.ctx) == 0; /* else plain preads */
     for (uint32_t i = 0; i < a->nr_runs; i++) {
         struct blob_page_run* run = &runs[i];
-        uint64_t addr = run->vaddr;
-        uint64_t left = run->nr_pages * BLOB_PAGE_SIZE;
-        uint64_t off = run->file_off;
+        uint64_t len = run->nr_pages * BLOB_PAGE_SIZE;
         if (run->fd_slot < 0) {
-            zero_fill(addr, left);
+            zero_fill(run->vaddr, len);
             continue;
         }
         int32_t fd = fd_at(a, run->fd_slot);
-        while (left) {
-            /* The kernel moves at most 0x7ffff000 bytes per read (MAX_RW_COUNT). */
-            uint64_t chunk = left > (1ull << 30) ? (1ull << 30) : left;
-            long n = SYS4(NR_pread64, fd, addr, chunk, off);
-            if (n == -EINTR)
-                continue;
-            if (n < 0)
-                die(a, BLOB_STEP_PAGES_READ, n, i);
-            if (n == 0) /* the pages file is shorter than phase 1 checked: it changed */
-                die(a, BLOB_STEP_PAGES_READ, -61 /* ENODATA */, i);
-            addr += (uint64_t)n;
-            off += (uint64_t)n;
-            left -= (uint64_t)n;
-        }
+        int32_t dfd = run->direct_slot >= 0 ? fd_at(a, run->direct_slot) : -1;
+        if (dfd >= 0 && have_aio)
+            aio_read(a, &f, dfd, run->vaddr, len, run->file_off, i);
+        else
+            read_sync(a, dfd, fd, run->vaddr, len, run->file_off, i);
+    }
+    if (have_aio) {
+        while (f.inflight)
+            aio_reap(a, &f, f.inflight);
+        /* Unmaps the ring the kernel placed in a hole of the new address space. */
+        CHECK(SYS1(NR_io_destroy, f.ctx), BLOB_STEP_PAGES_READ, 0);
     }
 }
 

@@ -1,8 +1,12 @@
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <set>
 #include <vector>
 
 #include "images/image_dir.h"
@@ -35,6 +39,15 @@ std::vector<char> read_source(const PagePlan& plan, const PlannedRun& r) {
     std::vector<char> out(r.nr_pages * 4096);
     REQUIRE(pread(plan.sources.at(size_t(r.source)), out.data(), out.size(), off_t(r.offset)) ==
             ssize_t(out.size()));
+    if (r.direct_source >= 0) {
+        // The O_DIRECT twin reads the same bytes (into an aligned buffer, as the blob's pages are).
+        void* mem = nullptr;
+        REQUIRE(posix_memalign(&mem, 4096, out.size()) == 0);
+        std::unique_ptr<char, decltype(&free)> buf(static_cast<char*>(mem), &free);
+        REQUIRE(pread(plan.sources.at(size_t(r.direct_source)), buf.get(), out.size(), off_t(r.offset)) ==
+                ssize_t(out.size()));
+        CHECK(std::memcmp(buf.get(), out.data(), out.size()) == 0);
+    }
     return out;
 }
 
@@ -71,6 +84,10 @@ TEST_CASE("pages resolve to pread-able runs; zeros in anonymous memory cost noth
     CHECK(read_source(*plan, plan->runs[0]) == a);
     CHECK(plan->runs[1].vaddr == kAnonStart + 8 * 4096);
     CHECK(read_source(*plan, plan->runs[1]) == b);
+    // Raw runs are block aligned in the file: both have an O_DIRECT twin (every filesystem
+    // here, tmpfs included since 6.6, takes O_DIRECT).
+    CHECK(plan->runs[0].direct_source >= 0);
+    CHECK(plan->runs[0].direct_source == plan->runs[1].direct_source);
     CHECK(plan->pages_from_images == 6);
     CHECK(plan->pages_zeroed == 0);
     CHECK(plan->vma_filled[2]);
@@ -155,6 +172,46 @@ TEST_CASE("zstd pages are decoded once into a memfd") {
     CHECK(read_source(*plan, plan->runs[0]) == a);
 }
 
+TEST_CASE("zstd frames decode on two threads, whole and in parts, each into its place") {
+    ScratchDir tmp;
+    ImageDir parent = make_dir(tmp.path() + "/parent");
+    auto heap = pattern(33, 'h'), old = pattern(8, 'o');
+    {
+        auto o = buffered(images::CODEC_ZSTD);
+        o.frame_pages = 4;  // 9 frames of heap, the last one short; 2 of anon
+        auto w = PageWriter::create(parent, 4242, o);
+        REQUIRE(w);
+        REQUIRE(w->add_pages(kHeapStart, heap.data(), 33));
+        REQUIRE(w->add_pages(kAnonStart, old.data(), 8));
+        REQUIRE(w->finish());
+    }
+    ImageDir child = make_dir(tmp.path() + "/child", "../parent");
+    auto fresh = pattern(2, 'c');
+    {
+        auto w = PageWriter::create(child, 4242, buffered());
+        REQUIRE(w->add_parent(kHeapStart, 33));
+        REQUIRE(w->add_parent(kAnonStart, 3));  // the first frame without its last page
+        REQUIRE(w->add_pages(kAnonStart + 3 * 4096, fresh.data(), 2));
+        REQUIRE(w->add_parent(kAnonStart + 5 * 4096, 3));  // the second one without its first
+        REQUIRE(w->finish());
+    }
+    auto reader = PageReader::open(child, 4242);
+    REQUIRE(reader);
+    auto plan = plan_pages(*reader, valid_process().mm, 4242);
+    REQUIRE(plan);
+    std::vector<char> heap_got, anon_got;
+    for (const auto& r : plan->runs) {
+        auto part = read_source(*plan, r);
+        auto& to = r.vaddr < kAnonStart ? heap_got : anon_got;
+        to.insert(to.end(), part.begin(), part.end());
+    }
+    CHECK(heap_got == heap);
+    std::vector<char> want(old.begin(), old.end());
+    std::memcpy(want.data() + 3 * 4096, fresh.data(), fresh.size());
+    CHECK(anon_got == want);
+    CHECK(plan->pages_from_images == 33 + 8);
+}
+
 TEST_CASE("PE_PARENT pages come from the parent image") {
     ScratchDir tmp;
     ImageDir parent = make_dir(tmp.path() + "/parent");
@@ -186,5 +243,10 @@ TEST_CASE("PE_PARENT pages come from the parent image") {
     std::vector<char> want(old.begin(), old.end());
     std::memcpy(want.data() + 3 * 4096, fresh.data(), fresh.size());
     CHECK(all == want);
-    CHECK(plan->sources.size() == 2);  // both pages files, no copies
+    std::set<int> used;
+    for (const auto& r : plan->runs)
+        used.insert(r.source);
+    CHECK(used.size() == 2);  // both pages files, no copies
+    for (const auto& fd : plan->owned)  // only O_DIRECT twins of them
+        CHECK((fcntl(fd.get(), F_GETFL) & O_DIRECT) != 0);
 }
