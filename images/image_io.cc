@@ -46,6 +46,7 @@ const std::vector<ImageTypeInfo> kTypes = {
     {ImageType::Fs, tag("CRFS"), "fs", true, "criu.images.FsInfo"},
     {ImageType::DumpStats, tag("CRSD"), "stats-dump", false, "criu.images.DumpStats"},
     {ImageType::RestoreStats, tag("CRSR"), "stats-restore", false, "criu.images.RestoreStats"},
+    {ImageType::IpcNs, tag("CRIP"), "ipc-ns", false, "criu.images.IpcNamespace"},
 };
 
 uint32_t load_u32(const char* p) {

@@ -35,6 +35,7 @@ enum class ImageType : uint32_t {
     Fs,
     DumpStats,
     RestoreStats,
+    IpcNs,
 };
 
 struct ImageTypeInfo {

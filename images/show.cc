@@ -14,6 +14,7 @@
 #include "proto/core.pb.h"
 #include "proto/files.pb.h"
 #include "proto/inventory.pb.h"
+#include "proto/ipc.pb.h"
 #include "proto/mm.pb.h"
 #include "proto/pagemap.pb.h"
 #include "proto/pstree.pb.h"
@@ -48,6 +49,8 @@ const google::protobuf::Message& prototype(ImageType t) {
         return images::DumpStats::default_instance();
     case ImageType::RestoreStats:
         return images::RestoreStats::default_instance();
+    case ImageType::IpcNs:
+        return images::IpcNamespace::default_instance();
     }
     return images::Inventory::default_instance();
 }

@@ -109,6 +109,15 @@ Expected<BlobArgs> BlobArgs::build(const BlobArgsInput& in) {
         int obj = in.files->vma_fd[size_t(i)];
         bv.fd_slot = obj < 0 ? -1 : in.slots->first_vma_slot() + obj;
         bv.madv = v.madvise();
+        if (v.kind() == images::VMA_SYSV_SHM) {
+            // Attached by the blob with shmat(); the segment exists already (sysv_ipc.h).
+            bv.pgoff = v.shmid();
+            bv.fd_slot = -1;
+            bv.map_flags = MAP_SHARED;
+            bv.map_prot = v.prot();
+            bv.sysv = BLOB_SYSV_SHM | (v.sysv_may_write() ? 0 : BLOB_SYSV_RDONLY) |
+                      (in.sysv_removed && in.sysv_removed->contains(int(v.shmid())) ? BLOB_SYSV_RMID : 0);
+        }
         vmas.push_back(bv);
     }
     size_t off = b.reserve(vmas.size() * sizeof(blob_vma), 8);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <vector>
 
 #include "criu/core/error.h"
@@ -52,6 +53,7 @@ struct BlobArgsInput {
     const BlobFdSlots* slots = nullptr;
     uint64_t code_size = 0;     // bytes of the blob binary
     bool is_tree_root = true;   // the parent-death signal refers to a parent outside the dump
+    const std::set<int>* sysv_removed = nullptr;  // System V segments removed before the dump
 };
 
 class BlobArgs {

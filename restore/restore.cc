@@ -9,10 +9,13 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <optional>
+#include <set>
 
 #include <google/protobuf/util/json_util.h>
 
 #include "criu/files/fd_kinds.h"
+#include "criu/ipc/sysv_ipc.h"
 #include "images/image_dir.h"
 #include "images/page_reader.h"
 #include "proto/stats.pb.h"
@@ -123,6 +126,21 @@ void write_stats(const ImageDir& dir, const Options& opts, const images::Restore
         log.warn("restore", "cannot write {}: {}", opts.stats_json, std::strerror(errno));
 }
 
+// Every System V segment a VMA attaches must be in ipc-ns.img; returns their ids.
+Expected<std::set<int>> check_sysv_vmas(const images::MmInfo& mm, const std::optional<SysvIpcRestorer>& ipc,
+                                        pid_t pid) {
+    std::set<int> ids;
+    for (const auto& v : mm.vmas()) {
+        if (v.kind() != images::VMA_SYSV_SHM)
+            continue;
+        if (!ipc || !ipc->has_segment(int(v.shmid())))
+            return failf(EINVAL, "pid {}: vma {:#x}-{:#x} attaches System V segment {}, which {}", pid, v.start(),
+                         v.end(), v.shmid(), ipc ? "ipc-ns.img does not have" : "has no ipc-ns.img to come from");
+        ids.insert(int(v.shmid()));
+    }
+    return ids;
+}
+
 // Options of `criu restore` this restore does not implement are refused, not ignored.
 Status check_options(const Options& opts) {
     if (!opts.root.empty())
@@ -154,6 +172,13 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     // Phase 1: everything read and checked, every object the blob needs opened.
     Prepared pr = TRY(prepare_process(dir, hdr.inventory, entry, host, log));
     FilesRestorer files = TRY(FilesRestorer::load(dir.fd(), {pid}, log));
+    std::optional<SysvIpcRestorer> ipc = TRY(SysvIpcRestorer::load(dir.fd(), log));
+    std::set<int> sysv_attached = TRY(check_sysv_vmas(pr.p.mm, ipc, pid));
+    std::set<int> sysv_removed;
+    if (ipc)
+        for (const auto& s : ipc->image().shms())
+            if (s.destroyed())
+                sysv_removed.insert(s.perm().id());
     // The pid first: when a whole restored copy still runs, that is what the user should read.
     const auto t_wait = Clock::now();
     TRY_VOID(wait_pid_free(pid, "pid", log));
@@ -174,6 +199,7 @@ Expected<int> run_restore(const Options& opts, Log& log) {
         slots.vma_objects.push_back(fd.get());
     std::span<const uint8_t> code = restorer_blob_code();
     BlobArgsInput in{&pr.p, &host, &pr.pages, &pr.files, &slots, code.size(), true};
+    in.sysv_removed = &sysv_removed;
     BlobArgs args = TRY(BlobArgs::build(in));
     auto own = TRY(parse_maps_ranges(TRY(read_self_maps())));
     uint64_t base = TRY_CTX(find_blob_hole(pr.p.mm, own, args.area_size()), "pid {}", pid);
@@ -190,6 +216,8 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     plan.code = code;
     plan.slot_fds = slots.all();
     plan.files = &files;
+    plan.ipc = ipc ? &*ipc : nullptr;
+    plan.sysv_attached = &sysv_attached;
     plan.criu_pid = ::getpid();
     const auto t_fork = Clock::now();
     UniqueFd pidfd;

@@ -156,6 +156,9 @@ Status install_blob(const ChildPlan& plan, const std::vector<int>& fds) {
 
 Status prepare(const ChildPlan& plan, Log& log, int& report_fd) {
     const RestoredProcessImages& p = *plan.p;
+    // Before any fd moves: the segment contents are read from fds criu opened.
+    if (plan.ipc)
+        TRY_VOID(plan.ipc->restore_in_child(*plan.sysv_attached));
     TRY_VOID(set_session_and_group(p.entry, log));
     int max_target = plan.files ? plan.files->max_target_fd(p.entry.pid()) : 2;
     std::vector<int> fds = TRY(move_service_fds(plan.slot_fds, std::max(max_target + 1, 3), report_fd));

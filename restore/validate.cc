@@ -184,6 +184,11 @@ Status validate_vmas(const RestoredProcessImages& p) {
                 return failf(EINVAL, "{}: {} mapping without an absolute path", where,
                              kind_name(v.kind()));
             break;
+        case images::VMA_SYSV_SHM:
+            if (!(v.flags() & MAP_SHARED) || v.pgoff() != 0 || v.shmid() > uint64_t(INT32_MAX))
+                return failf(EINVAL, "{}: System V segment {} mapping must be shared, from offset 0", where,
+                             v.shmid());
+            break;
         case images::VMA_ANON_SHARED:
             if (v.shmid() == 0)
                 return failf(EINVAL, "{}: shared anonymous mapping without an identity (shmid)", where);

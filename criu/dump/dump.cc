@@ -15,6 +15,7 @@
 #include "criu/dump/page_hashes.h"
 #include "criu/dump/process_state.h"
 #include "criu/dump/thread_state.h"
+#include "criu/ipc/sysv_ipc.h"
 #include "images/image_io.h"
 #include "images/page_reader.h"
 
@@ -144,6 +145,7 @@ Status preflight(pid_t pid, const Options& opts, Log& log) {
         return proc;
     note(std::move(proc));
     note(preflight_fds(pid, opts, log));
+    note(preflight_sysv_ipc(pid));
     auto vmas = collect_vmas(pid);
     if (!vmas)
         note(std::unexpected(std::move(vmas.error())));
@@ -229,6 +231,8 @@ Status run_dump(const Options& opts, Log& log) {
     if (opts.track_mem)
         TRY_VOID(hashes.save(ctx.dir, pid));
     TRY_VOID_CTX(files.finish(ctx.dir.fd()), "dumping pid {}", pid);
+    TRY_VOID(ctx.checkpoint("ipc"));
+    TRY_VOID_CTX(dump_sysv_ipc(pid, ctx.dir.fd(), log), "dumping pid {}", pid);
     TRY_VOID_CTX(write_process_images(ctx, img), "dumping pid {}", pid);
     TRY_VOID(write_one(ctx.dir, ImageType::Pstree, -1, img.pstree));
     TRY_VOID(ctx.checkpoint("inventory"));

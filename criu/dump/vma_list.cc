@@ -74,7 +74,9 @@ Expected<DumpVma> classify_vma(pid_t pid, const MapsEntry& m) {
     } else if (p.starts_with("/memfd:")) {
         kind = m.shared ? images::VMA_MEMFD_SHARED : images::VMA_MEMFD_PRIVATE;
     } else if (p.starts_with("/SYSV") && m.deleted) {
-        return failf(ENOTSUP, "{}: System V shared memory cannot be dumped yet", where(pid, m));
+        // The inode number of a segment's file is its id (ipc/shm.c newseg). Whether its IPC
+        // namespace can be dumped is for preflight_sysv_ipc().
+        kind = images::VMA_SYSV_SHM;
     } else if (p.starts_with("/")) {
         kind = m.shared ? images::VMA_FILE_SHARED : images::VMA_FILE_PRIVATE;
     } else {
@@ -102,8 +104,14 @@ Expected<DumpVma> classify_vma(pid_t pid, const MapsEntry& m) {
     v.set_ino(m.ino);
     v.set_file_deleted(m.deleted && kind != images::VMA_ANON_SHARED);
     v.set_madvise(madvise_bits(m));
-    if (kind == images::VMA_ANON_SHARED || kind == images::VMA_MEMFD_SHARED || kind == images::VMA_MEMFD_PRIVATE)
+    if (kind == images::VMA_ANON_SHARED || kind == images::VMA_MEMFD_SHARED || kind == images::VMA_MEMFD_PRIVATE ||
+        kind == images::VMA_SYSV_SHM)
         v.set_shmid(m.ino);
+    if (kind == images::VMA_SYSV_SHM) {
+        v.clear_path();  // not a file anyone can open
+        v.set_file_deleted(false);
+        v.set_sysv_may_write(m.has_flag("mw"));
+    }
 
     switch (kind) {
     case images::VMA_ANON_PRIVATE:

@@ -23,6 +23,19 @@ int socket_domain(const FdView& v) {
     return domain;
 }
 
+// Devices that hold per-open state (an attached interface, a FUSE connection, a GPU context):
+// a reopen by path would give a fresh, different object.
+bool stateful_device(const FdView& v) {
+    if (!S_ISCHR(v.st.st_mode))
+        return false;
+    unsigned ma = major(v.st.st_rdev), mi = minor(v.st.st_rdev);
+    // Documentation/admin-guide/devices.txt: misc 10:200 tun, 10:229 fuse, 10:223 uinput,
+    // 10:238 vhost-net, 10:241 vhost-vsock; 226 DRM; 116 ALSA; 81 video4linux.
+    if (ma == 10 && (mi == 200 || mi == 229 || mi == 223 || mi == 238 || mi == 241))
+        return true;
+    return ma == 226 || ma == 116 || ma == 81 || link_starts(v, "/dev/vfio/");
+}
+
 // Refused kinds: a name, a match and the reason. Each becomes a real kind (one file, one
 // schema message) by getting dump/validate/group/open halves.
 constexpr FdKindOps refused(const char* name, std::optional<images::FdKind> kind, bool (*match)(const FdView&),
@@ -37,8 +50,7 @@ const FdKindOps kTable[] = {
     refused("inet socket", images::FD_INET_SK,
             [](const FdView& v) { return socket_domain(v) == AF_INET || socket_domain(v) == AF_INET6; },
             "TCP/UDP socket (not supported yet)"),
-    refused("netlink socket", images::FD_NETLINK_SK,
-            [](const FdView& v) { return socket_domain(v) == AF_NETLINK; }, "netlink socket (not supported yet)"),
+    kNetlinkKind,
     refused("socket", std::nullopt, [](const FdView& v) { return S_ISSOCK(v.st.st_mode); },
             "socket of an unsupported address family"),
     kEventfdKind,
@@ -46,18 +58,26 @@ const FdKindOps kTable[] = {
     kSignalfdKind,
     kTimerfdKind,
     kInotifyKind,
+    // Kinds that cannot be checkpointed: their state lives in the kernel with no interface to
+    // read it back (or recreating it would act on the world), so they are found before the freeze.
     refused("fanotify", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:[fanotify]"); },
-            "fanotify instance (not supported yet)"),
+            "fanotify instance (its marks cannot be listed back from the kernel: not supported)"),
     refused("pidfd", images::FD_PIDFD, [](const FdView& v) { return link_is(v, "anon_inode:[pidfd]"); },
             "pidfd (not supported yet)"),
     refused("io_uring", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:[io_uring]"); },
             "io_uring instances cannot be checkpointed"),
+    refused("bpf map", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:bpf-map"); },
+            "BPF maps cannot be checkpointed"),
+    refused("bpf program", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:bpf-prog"); },
+            "BPF programs cannot be checkpointed"),
     refused("bpf", std::nullopt, [](const FdView& v) { return link_starts(v, "anon_inode:bpf"); },
-            "BPF maps, programs and links cannot be checkpointed"),
+            "BPF links, iterators and tokens cannot be checkpointed"),
     refused("userfaultfd", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:[userfaultfd]"); },
-            "userfaultfd (not supported yet)"),
+            "userfaultfd (registered ranges and pending faults cannot be checkpointed)"),
     refused("perf_event", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:[perf_event]"); },
             "perf events cannot be checkpointed"),
+    refused("kvm", std::nullopt, [](const FdView& v) { return link_starts(v, "anon_inode:kvm-"); },
+            "KVM virtual machines and vcpus cannot be checkpointed"),
     refused("anon inode", std::nullopt, [](const FdView& v) { return link_starts(v, "anon_inode:"); },
             "this kind of anonymous-inode file is not supported"),
     kMemfdKind,  // before regular files: a memfd is a regular file named "/memfd:NAME (deleted)"
@@ -69,13 +89,20 @@ const FdKindOps kTable[] = {
             "namespace file (not supported yet)"),
     refused("block device", std::nullopt, [](const FdView& v) { return S_ISBLK(v.st.st_mode); },
             "block device (not supported yet)"),
-    // /dev/ptmx (5:2) and BSD masters (majors 128-135) answer TCGETS like a terminal.
+    // Character devices whose open file holds state a reopen by path cannot give back.
+    refused("stateful device", std::nullopt, [](const FdView& v) { return stateful_device(v); },
+            "device with per-open state that cannot be checkpointed (tun/tap, FUSE, vhost, uinput, VFIO, GPU, "
+            "sound or video capture)"),
+    // Unix98 ptys whose master is in the tree; a slave of any other master is the job's terminal.
+    kPtySlaveKind,  // before the master: the restore half of FD_PTY is the one with late_restore
+    kPtyMasterKind,
+    // BSD masters (majors 128-135) answer TCGETS like a terminal.
     refused("pty master", std::nullopt,
             [](const FdView& v) {
-                unsigned ma = major(v.st.st_rdev), mi = minor(v.st.st_rdev);
-                return S_ISCHR(v.st.st_mode) && ((ma == 5 && mi == 2) || (ma >= 128 && ma <= 135));
+                unsigned ma = major(v.st.st_rdev);
+                return S_ISCHR(v.st.st_mode) && ma >= 128 && ma <= 135;
             },
-            "pty master (not supported yet)"),
+            "BSD pty master (not supported)"),
     kTtyKind,
     kCharDevKind,
     kPipeKind,

@@ -57,6 +57,7 @@ struct KindRestoreContext {
     std::map<InodeKey, PipeObject> pipes;
     std::map<std::string, UniqueFd> ghosts;  // ghost file name -> the recreated, unlinked inode
     std::map<InodeKey, UniqueFd> memfds;     // dumped (dev, ino) -> the recreated memfd
+    std::map<uint32_t, UniqueFd> ptys;       // pty index -> the recreated master
 
     // Moves `fd` to the lowest free number >= high_fd (close-on-exec).
     Expected<UniqueFd> to_high(UniqueFd fd) const;
@@ -88,7 +89,8 @@ struct FdKindOps {
     std::string (*group)(const images::FileEntry&) = nullptr;
     // Creates an open file description equal to the dumped one: flags, offset, data.
     Expected<UniqueFd> (*open)(KindRestoreContext&, const images::FileEntry&) = nullptr;
-    // Kinds whose state names other fds of one process (an epoll's targets). `refs` says which;
+    // Kinds whose state names other fds of one process (an epoll's targets). `refs` says which
+    // (pid 0 and no fds: this entry names nothing);
     // FilesRestorer::load checks that this process restores the entry and has those fds, and
     // refuses reference cycles. `late_restore` then runs inside that process after all of its
     // fds are installed, with `fd` the entry's description; an entry that names another late
@@ -139,5 +141,8 @@ extern const FdKindOps kSignalfdKind;
 extern const FdKindOps kTimerfdKind;
 extern const FdKindOps kInotifyKind;
 extern const FdKindOps kMemfdKind;
+extern const FdKindOps kPtyMasterKind;
+extern const FdKindOps kPtySlaveKind;
+extern const FdKindOps kNetlinkKind;
 
 }  // namespace criu

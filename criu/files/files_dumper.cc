@@ -2,6 +2,7 @@
 #include <fcntl.h>
 
 #include <map>
+#include <set>
 #include <vector>
 
 #include <fmt/format.h>
@@ -9,6 +10,7 @@
 
 #include "criu/files/fd_kind_table.h"
 #include "criu/files/fd_kinds.h"
+#include "criu/files/file_locks.h"
 #include "images/image_io.h"
 
 namespace criu {
@@ -17,6 +19,18 @@ namespace {
 
 std::string refusal_message(const FdView& v, const FdKindOps& k) {
     return fmt::format("{}: {} ({})", v.where(), k.refusal, v.link);
+}
+
+// The locks held through fd `v`; without --file-locks a held lock is a blocker (as in CRIU:
+// dropping it silently would let another process in while the restored one thinks it holds it).
+Expected<std::vector<images::FileLock>> fd_locks(const FdView& v, const Options& opts) {
+    auto locks = parse_fdinfo_locks(v.fdinfo);
+    if (!locks)
+        return failf(locks.error().err(), "{}: {} ({})", v.where(), locks.error().message(), v.link);
+    if (!locks->empty() && !opts.file_locks)
+        return failf(ENOTSUP, "{}: holds a {} on {}; use --file-locks to checkpoint file locks", v.where(),
+                     describe_lock(locks->front()), v.path());
+    return locks;
 }
 
 }  // namespace
@@ -41,6 +55,8 @@ Status preflight_fds(pid_t pid, const Options& opts, Log& log) {
             if (Status st = k.precheck(*v, opts); !st)
                 problems.push_back(st.error().message());
         }
+        if (auto l = fd_locks(*v, opts); !l)
+            problems.push_back(l.error().message());
         log.debug("files", "preflight {}: {} {}", v->where(), k.name, v->link);
     }
     if (problems.empty()) {
@@ -82,6 +98,8 @@ Status FilesDumper::dump_process_fds(pid_t pid, const Options& opts, Log& log, i
     std::vector<int> fds = TRY(list_target_fds(pid));
     std::string img = image_file_name(ImageType::Fdinfo, pid);
     ImageWriter w = TRY(ImageWriter::create_at(images_dirfd, img, ImageType::Fdinfo));
+    // POSIX locks belong to the process and show on each of its fds on the file: keep one.
+    std::set<std::string> posix_locks;
 
     for (int fd : fds) {
         FdView v = TRY(inspect_target_fd(pidfd.get(), pid, fd));
@@ -90,6 +108,7 @@ Status FilesDumper::dump_process_fds(pid_t pid, const Options& opts, Log& log, i
             return fail(ENOTSUP, refusal_message(v, k));
         if (k.precheck)
             TRY_VOID(k.precheck(v, opts));
+        std::vector<images::FileLock> locks = TRY(fd_locks(v, opts));
 
         InodeKey key{v.st.st_dev, v.st.st_ino};
         const FilesDumperState::Seen* shared = nullptr;
@@ -117,6 +136,17 @@ Status FilesDumper::dump_process_fds(pid_t pid, const Options& opts, Log& log, i
             fe.set_file_id(e.id());
             log.debug("files", "{}: {} {} is file {}", v.where(), k.name, v.link, e.id());
             s.files.push_back(std::move(e));
+        }
+        for (auto& l : locks) {
+            // OFD and flock locks belong to the description: recorded where it was first seen.
+            bool keep = l.kind() == images::LOCK_POSIX
+                            ? posix_locks.insert(fmt::format("{}:{}:{}", key.first, key.second, l.SerializeAsString()))
+                                  .second
+                            : !shared;
+            if (keep) {
+                log.info("files", "{}: {} on {}", v.where(), describe_lock(l), v.path());
+                *fe.add_locks() = std::move(l);
+            }
         }
         TRY_VOID_CTX(w.write(fe), "pid {}", pid);
     }

@@ -17,6 +17,7 @@
 
 #include "criu/files/fd_kind_table.h"
 #include "criu/files/fd_kinds.h"
+#include "criu/files/file_locks.h"
 #include "images/image_io.h"
 
 namespace criu {
@@ -140,6 +141,8 @@ Status FilesRestorerState::load_fdinfo(pid_t pid) {
         auto f = files.find(fe.file_id());
         if (f == files.end())
             return failf(EINVAL, "{}: file id {} is not in files.img", where, fe.file_id());
+        for (const auto& l : fe.locks())
+            TRY_VOID_CTX(validate_lock(l), "{}", where);
         if (f->second.kind() != fe.kind())
             return failf(EINVAL, "{}: kind {} disagrees with file id {} of kind {}", where,
                          images::FdKind_Name(fe.kind()), fe.file_id(), images::FdKind_Name(f->second.kind()));
@@ -166,6 +169,8 @@ Status FilesRestorerState::check_refs() {
         if (!k->refs || !used.contains(id))
             continue;
         FdRefs r = k->refs(e);
+        if (r.pid == 0 && r.fds.empty())
+            continue;
         std::string where = fmt::format("files.img file id {} ({})", id, k->name);
         auto at = id_at.find(r.pid);
         if (at == id_at.end())
@@ -336,10 +341,17 @@ Status FilesRestorer::restore_process_fds(pid_t pid, const Options&, Log& log) {
     s.ctx.pipes.clear();
     s.ctx.ghosts.clear();
     s.ctx.memfds.clear();
+    s.ctx.ptys.clear();
     s.tty.reset();
     s.dirfd.reset();
     s.ctx.tty_fd = -1;
     s.ctx.images_dirfd = -1;
+
+    // Locks last: closing any fd on a file drops this process's POSIX locks on it (fcntl(2)), and
+    // the fds held until here may be such fds.
+    for (const auto& fe : list)
+        for (const auto& l : fe.locks())
+            TRY_VOID_CTX(apply_lock(fe.fd(), l), "pid {} fd {}", pid, fe.fd());
     return {};
 }
 

@@ -113,8 +113,13 @@ struct blob_vma {
     uint32_t map_flags; /* MAP_* without MAP_FIXED */
     int32_t fd_slot;    /* index into the fd table, -1 for anonymous memory */
     uint32_t madv;      /* BLOB_MADV_* */
-    uint32_t pad;
+    uint32_t sysv;      /* BLOB_SYSV_*: a System V segment (id in pgoff), attached with shmat */
 };
+
+/* blob_vma.sysv bits. */
+#define BLOB_SYSV_SHM (1u << 0)    /* shmat(pgoff, start, ...) instead of mmap */
+#define BLOB_SYSV_RDONLY (1u << 1) /* SHM_RDONLY: the attach could never be written */
+#define BLOB_SYSV_RMID (1u << 2)   /* the segment was removed (IPC_RMID) before the dump */
 
 /* A run of pages to fill: read from a service fd, or (fd_slot -1) write zeros, needed only
  * where a fresh mapping would not already read as zero (COWed pages of a private file).

@@ -20,6 +20,8 @@
 #define NR_pread64 17
 #define NR_mremap 25
 #define NR_madvise 28
+#define NR_shmat 30
+#define NR_shmctl 31
 #define NR_setitimer 38
 #define NR_getpid 39
 #define NR_exit 60
@@ -52,6 +54,7 @@
 #define NR_clone3 435
 
 #define PROT_WRITE 0x2
+#define PROT_EXEC 0x4
 #define MAP_FIXED 0x10
 #define MREMAP_MAYMOVE 1
 #define MREMAP_FIXED 2

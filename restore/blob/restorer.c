@@ -139,6 +139,17 @@ static void map_vmas(struct blob_args* a) {
     struct blob_vma* vmas = AT(a, a->vmas_off, struct blob_vma);
     for (uint32_t i = 0; i < a->nr_vmas; i++) {
         struct blob_vma* v = &vmas[i];
+        if (v->sysv & BLOB_SYSV_SHM) {
+            /* SHM_RDONLY 010000, SHM_EXEC 0100000 (linux/shm.h); IPC_RMID 0 */
+            long flg = ((v->sysv & BLOB_SYSV_RDONLY) ? 010000 : 0) | ((v->prot & PROT_EXEC) ? 0100000 : 0);
+            long r = SYS3(NR_shmat, v->pgoff, v->start, flg);
+            expect_addr(a, r, v->start, BLOB_STEP_VMA_MAP, i);
+            /* Removed again once attached: it lives on while attached, as it did. */
+            if (v->sysv & BLOB_SYSV_RMID)
+                SYS3(NR_shmctl, v->pgoff, 0, 0);
+            apply_madvise(a, v, i);
+            continue;
+        }
         int32_t fd = v->fd_slot >= 0 ? fd_at(a, v->fd_slot) : -1;
         long r = SYS6(NR_mmap, v->start, v->end - v->start, v->map_prot, v->map_flags | MAP_FIXED,
                       fd, v->pgoff);
