@@ -126,10 +126,12 @@ TEST_CASE("sysv ipc: dump a private IPC namespace and recreate it with the same 
 
 TEST_CASE("sysv ipc: hostile namespace images are refused") {
     images::IpcNamespace ns;
-    for (auto* f : {&images::IpcNamespace::set_shmmax, &images::IpcNamespace::set_shmall,
-                    &images::IpcNamespace::set_shmmni, &images::IpcNamespace::set_msgmax,
-                    &images::IpcNamespace::set_msgmnb, &images::IpcNamespace::set_msgmni})
-        (ns.*f)(std::string("100"));
+    ns.set_shmmax("18446744073692774399");
+    ns.set_shmall("18446744073692774399");
+    ns.set_shmmni("4096");
+    ns.set_msgmax("8192");
+    ns.set_msgmnb("16384");
+    ns.set_msgmni("32000");
     ns.set_sem("32000 1024000000 500 32000");
     CHECK(validate_ipc_namespace(ns));
 
