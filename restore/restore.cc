@@ -28,6 +28,8 @@
 #include "restore/restored_child.h"
 #include "restore/restored_process.h"
 #include "restore/restorer_blob.h"
+#include "restore/tree_guard.h"
+#include "restore/tree_plan.h"
 #include "restore/validate.h"
 #include "restore/vma_files.h"
 
@@ -48,12 +50,29 @@ struct Prepared {
     VmaFiles files;
 };
 
-Expected<Prepared> prepare_process(const ImageDir& dir, const images::Inventory& inv,
-                                   const images::PstreeEntry& entry, const HostInfo& host, Log& log) {
+// One live process of the tree on its way: images and plans, its blob arguments, the pipes
+// between criu and its restorer, and what its forked copy of criu runs.
+struct TreeMember {
     Prepared pr;
-    const pid_t pid = entry.pid();
+    std::optional<BlobArgs> args;
+    BlobFdSlots slots;
+    UniqueFd report_r, report_w, go_r, go_w;
+    ChildPlan plan;
+};
+
+// Images read and checked (the first half of prepare_process, for every process of a tree
+// before any object is created).
+Expected<Prepared> load_process(const ImageDir& dir, const images::Inventory& inv, const images::PstreeEntry& entry,
+                                const HostInfo& host) {
+    Prepared pr;
     pr.p = TRY(load_process_images(dir, entry));
     TRY_VOID(validate_process(inv, pr.p, host));
+    return pr;
+}
+
+Status plan_process(Prepared& pr, const ImageDir& dir, const images::Inventory& inv, Log& log,
+                    SharedMemObjects* shared) {
+    const pid_t pid = pr.p.entry.pid();
     if (TRY(dir.has(ImageType::Pagemap, pid))) {
         pr.reader.emplace(TRY_CTX(PageReader::open(dir, pid), "pid {}", pid));
         pr.pages = TRY(plan_pages(*pr.reader, pr.p.mm, pid));
@@ -61,11 +80,11 @@ Expected<Prepared> prepare_process(const ImageDir& dir, const images::Inventory&
         pr.pages.vma_filled.assign(size_t(pr.p.mm.vmas_size()), false);
         log.info("restore", "pid {}: no pagemap image: every anonymous page starts as zero", pid);
     }
-    pr.files = TRY(open_vma_files(pr.p.mm, pid, inv.dump_time_unix_ns(), log));
+    pr.files = TRY(open_vma_files(pr.p.mm, pid, inv.dump_time_unix_ns(), log, shared));
     log.info("restore", "pid {}: {} threads, {} VMAs, {} pages from images in {} runs, {} zeroed", pid,
              pr.p.core.threads_size(), pr.p.mm.vmas_size(), pr.pages.pages_from_images, pr.pages.runs.size(),
              pr.pages.pages_zeroed);
-    return pr;
+    return {};
 }
 
 Expected<std::string> read_self_maps() {
@@ -157,102 +176,173 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     TRY_VOID(check_options(opts));
     ImageDir dir = TRY(ImageDir::open(opts.images_dir));
     ImageSetHeader hdr = TRY(load_image_set_header(dir));
-    if (hdr.pstree.size() != 1)
-        return failf(ENOTSUP, "{}: the dump holds {} processes; this criu restores a single process (with any "
-                              "number of threads)", dir.file_path("pstree.img"), hdr.pstree.size());
-    const images::PstreeEntry& entry = hdr.pstree.front();
+    const std::vector<images::PstreeEntry>& tree = hdr.pstree;
+    const images::PstreeEntry& entry = tree.front();
     const pid_t pid = entry.pid();
     if (entry.zombie())
         return failf(ENOTSUP, "pid {}: the dumped process is a zombie; there is nothing to run", pid);
+    TreePlan tplan = TRY_CTX(plan_tree(tree), "{}", dir.file_path("pstree.img"));
+    for (const auto& note : tplan.notes)
+        log.info("restore", "{}", note);
     HostInfo host = TRY(probe_host());
     if (!hdr.inventory.kernel_release().empty() && hdr.inventory.kernel_release() != host.kernel_release)
         log.warn("restore", "dumped on kernel {}, restoring on {}: the vDSO layouts match, but its code may "
                             "differ", hdr.inventory.kernel_release(), host.kernel_release);
 
-    // Phase 1: everything read and checked, every object the blob needs opened.
-    Prepared pr = TRY(prepare_process(dir, hdr.inventory, entry, host, log));
-    FilesRestorer files = TRY(FilesRestorer::load(dir.fd(), {pid}, log));
+    // Phase 1: everything read and checked for every process, then every object the blobs need
+    // opened (shared memory once for the tree), then what processes share (pipes, open files).
+    std::vector<std::unique_ptr<TreeMember>> members(tree.size());
+    std::vector<pid_t> live;
+    SharedMemObjects shm;
+    for (size_t i = 0; i < tree.size(); i++) {
+        if (tree[i].zombie())
+            continue;
+        members[i] = std::make_unique<TreeMember>();
+        members[i]->pr = TRY(load_process(dir, hdr.inventory, tree[i], host));
+        shm.note(members[i]->pr.p.mm);
+        live.push_back(tree[i].pid());
+    }
+    uint64_t pages_total = 0;
+    for (auto& m : members)
+        if (m) {
+            TRY_VOID(plan_process(m->pr, dir, hdr.inventory, log, tree.size() > 1 ? &shm : nullptr));
+            pages_total += m->pr.pages.pages_from_images;
+        }
+    shm.fds.clear();  // every process holds its own reference now
+    FilesRestorer files = TRY(FilesRestorer::load(dir.fd(), live, log));
+    if (live.size() > 1)
+        TRY_VOID(files.prepare_shared(log));
     std::optional<SysvIpcRestorer> ipc = TRY(SysvIpcRestorer::load(dir.fd(), log));
-    std::set<int> sysv_attached = TRY(check_sysv_vmas(pr.p.mm, ipc, pid));
+    // The IPC namespace is made once, by the root, before it forks the rest of the tree; it
+    // keeps every segment some process of the tree attaches.
+    std::set<int> sysv_attached;
+    for (auto& m : members)
+        if (m) {
+            std::set<int> a = TRY(check_sysv_vmas(m->pr.p.mm, ipc, m->pr.p.entry.pid()));
+            sysv_attached.insert(a.begin(), a.end());
+        }
     std::set<int> sysv_removed;
     if (ipc)
         for (const auto& s : ipc->image().shms())
             if (s.destroyed())
                 sysv_removed.insert(s.perm().id());
-    // The pid first: when a whole restored copy still runs, that is what the user should read.
+    // The pids first: when a whole restored copy still runs, that is what the user should read.
     const auto t_wait = Clock::now();
-    TRY_VOID(wait_pid_free(pid, "pid", log));
-    for (int i = 1; i < entry.threads_size(); i++)
-        TRY_VOID(wait_pid_free(entry.threads(i), "tid", log));
+    for (const auto& e : tree) {
+        TRY_VOID(wait_pid_free(e.pid(), "pid", log));
+        for (int i = 1; i < e.threads_size(); i++)
+            TRY_VOID(wait_pid_free(e.threads(i), "tid", log));
+    }
+    for (pid_t h : tplan.helper_pids)
+        TRY_VOID(wait_pid_free(h, "pid", log));
     const uint64_t t_wait_us = us_since(t_wait);
 
-    int report_pipe[2], go_pipe[2];
-    if (::pipe2(report_pipe, O_CLOEXEC) < 0 || ::pipe2(go_pipe, O_CLOEXEC) < 0)
-        return fail_errno("creating the restorer's pipes");
-    UniqueFd report_r(report_pipe[0]), report_w(report_pipe[1]), go_r(go_pipe[0]), go_w(go_pipe[1]);
-
-    BlobFdSlots slots;
-    slots.report_fd = report_w.get();
-    slots.go_fd = go_r.get();
-    slots.page_sources = pr.pages.sources;
-    for (const auto& fd : pr.files.fds)
-        slots.vma_objects.push_back(fd.get());
-    std::span<const uint8_t> code = restorer_blob_code();
-    BlobArgsInput in{&pr.p, &host, &pr.pages, &pr.files, &slots, code.size(), true};
-    in.sysv_removed = &sysv_removed;
-    BlobArgs args = TRY(BlobArgs::build(in));
     auto own = TRY(parse_maps_ranges(TRY(read_self_maps())));
-    uint64_t base = TRY_CTX(find_blob_hole(pr.p.mm, own, args.area_size()), "pid {}", pid);
-    args.place(base);
-    log.info("restore", "pid {}: restorer area {:#x}-{:#x} ({} KiB, args {} bytes)", pid, base,
-             base + args.area_size(), args.area_size() / 1024, args.bytes().size());
+    std::span<const uint8_t> code = restorer_blob_code();
+    RestoreTree rt;
+    rt.plan = &tplan;
+    rt.pstree = &tree;
+    rt.root_pid = pid;
+    rt.children.assign(tree.size(), nullptr);
+    for (size_t i = 0; i < tree.size(); i++) {
+        if (!members[i])
+            continue;
+        TreeMember& m = *members[i];
+        const pid_t mpid = tree[i].pid();
+        int report_pipe[2], go_pipe[2];
+        if (::pipe2(report_pipe, O_CLOEXEC) < 0)
+            return fail_errno("creating the restorer's pipes");
+        m.report_r.reset(report_pipe[0]);
+        m.report_w.reset(report_pipe[1]);
+        if (::pipe2(go_pipe, O_CLOEXEC) < 0)
+            return fail_errno("creating the restorer's pipes");
+        m.go_r.reset(go_pipe[0]);
+        m.go_w.reset(go_pipe[1]);
+        m.slots.report_fd = m.report_w.get();
+        m.slots.go_fd = m.go_r.get();
+        m.slots.page_sources = m.pr.pages.sources;
+        for (const auto& fd : m.pr.files.fds)
+            m.slots.vma_objects.push_back(fd.get());
+        BlobArgsInput in{&m.pr.p, &host, &m.pr.pages, &m.pr.files, &m.slots, code.size(), i == 0};
+        in.sysv_removed = &sysv_removed;
+        m.args.emplace(TRY(BlobArgs::build(in)));
+        uint64_t base = TRY_CTX(find_blob_hole(m.pr.p.mm, own, m.args->area_size()), "pid {}", mpid);
+        m.args->place(base);
+        log.info("restore", "pid {}: restorer area {:#x}-{:#x} ({} KiB, args {} bytes)", mpid, base,
+                 base + m.args->area_size(), m.args->area_size() / 1024, m.args->bytes().size());
+        m.plan.opts = &opts;
+        m.plan.p = &m.pr.p;
+        m.plan.args = &*m.args;
+        m.plan.code = code;
+        m.plan.slot_fds = m.slots.all();
+        m.plan.files = &files;
+        m.plan.criu_pid = i == 0 ? ::getpid() : tree[i].ppid();
+        m.plan.tree = tree.size() > 1 ? &rt : nullptr;
+        m.plan.tree_index = i;
+        m.plan.ipc = i == 0 && ipc ? &*ipc : nullptr;
+        m.plan.sysv_attached = &sysv_attached;
+        rt.children[i] = &m.plan;
+    }
     const uint64_t t_prepare_us = us_since(t_start) - t_wait_us;
 
-    // Phase 2: the process, with its pid.
-    ChildPlan plan;
-    plan.opts = &opts;
-    plan.p = &pr.p;
-    plan.args = &args;
-    plan.code = code;
-    plan.slot_fds = slots.all();
-    plan.files = &files;
-    plan.ipc = ipc ? &*ipc : nullptr;
-    plan.sysv_attached = &sysv_attached;
-    plan.criu_pid = ::getpid();
+    // Phase 2: the root with its pid; it forks the rest of the tree (restore/tree_fork.cc).
+    // criu stays a subreaper until the tree is whole, so that a failure anywhere can kill
+    // every process created.
+    std::optional<TreeGuard> guard;
+    if (tree.size() > 1)
+        guard.emplace(TRY(TreeGuard::arm(log)));
     const auto t_fork = Clock::now();
     UniqueFd pidfd;
     pid_t child = TRY(fork_with_pid(pid, pidfd, log));
     if (child == 0)
-        run_restored_child(plan, log);
+        run_restored_child(members[0]->plan, log);
     const uint64_t t_fork_us = us_since(t_fork);  // includes waiting for a dying holder of the pid
-    report_w.reset();
-    go_r.reset();
-    RestoredProcess proc(pid, std::move(pidfd), pr.p, args, std::move(report_r), std::move(go_w), log);
-    log.debug("restore", "pid {}: forked, waiting for the restorer", pid);
+    for (auto& m : members)
+        if (m) {
+            m->report_w.reset();
+            m->go_r.reset();
+        }
+    std::vector<std::unique_ptr<RestoredProcess>> procs;
+    for (size_t i = 0; i < tree.size(); i++) {
+        if (!members[i])
+            continue;
+        TreeMember& m = *members[i];
+        procs.push_back(std::make_unique<RestoredProcess>(tree[i].pid(), i == 0 ? std::move(pidfd) : UniqueFd(),
+                                                          m.pr.p, *m.args, std::move(m.report_r),
+                                                          std::move(m.go_w), log));
+    }
+    log.debug("restore", "pid {}: forked, waiting for the restorers of {} processes", pid, procs.size());
 
-    // Phase 3 runs in the process; it reports ready once every thread is prepared.
-    TRY_VOID(proc.wait_ready());
+    // Phase 3 runs in every process at once; each reports ready once its threads are prepared.
+    for (auto& proc : procs)
+        TRY_VOID(proc->wait_ready());
     const uint64_t t_ready_us = us_since(t_fork) - t_fork_us;
-    // Phase 4: let the threads go and remove the blob area behind them.
-    bool area_removed = TRY(proc.release());
+    // Phase 4: all ready, now all released, the blob area removed behind each.
+    bool area_removed = true;
+    for (auto& proc : procs)
+        area_removed = TRY(proc->release()) && area_removed;
     if (!opts.pidfile.empty())
         TRY_VOID(write_pidfile(opts.pidfile, pid));
-    proc.disarm();
+    for (auto& proc : procs)
+        proc->disarm();
+    if (guard)
+        guard->disarm();
 
     images::RestoreStats stats;
     stats.set_total_time_us(us_since(t_start));
     stats.set_forking_time_us(t_wait_us + t_fork_us);
     stats.set_restore_time_us(us_since(t_fork) - t_fork_us);
-    stats.set_pages_restored(pr.pages.pages_from_images);
-    stats.set_tasks(1);
+    stats.set_pages_restored(pages_total);
+    stats.set_tasks(uint32_t(live.size()));
     write_stats(dir, opts, stats, log);
-    log.info("restore", "pid {} restored with {} threads in {} us (images and planning {} us, waiting for the "
-                        "pid {} us, fork {} us, restorer until ready {} us, release {} us){}", pid, entry.threads_size(),
+    log.info("restore", "pid {} restored ({} processes, {} zombies, {} threads in the root) in {} us (images and "
+                        "planning {} us, waiting for the pids {} us, fork {} us, restorers until ready {} us, release "
+                        "{} us){}", pid, live.size(), tree.size() - live.size(), entry.threads_size(),
              stats.total_time_us(), t_prepare_us, t_wait_us, t_fork_us, t_ready_us,
-             stats.restore_time_us() - t_ready_us, area_removed ? "" : "; restorer area left mapped");
+             stats.restore_time_us() - t_ready_us, area_removed ? "" : "; a restorer area was left mapped");
 
     if (opts.restore_detached)
-        return 0;  // criu exits; the process is reparented to the nearest subreaper or init
+        return 0;  // criu exits; the root is reparented to the nearest subreaper or init
     return wait_for_exit(pid, log);
 }
 

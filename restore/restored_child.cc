@@ -16,9 +16,8 @@
 #include <map>
 
 namespace criu {
-namespace {
 
-[[noreturn]] void report_and_exit(int report_fd, const Error& e) {
+void report_child_failure(int report_fd, const Error& e) {
     blob_report r{};
     r.magic = BLOB_REPORT_MAGIC;
     r.step = BLOB_STEP_CHILD_SETUP;
@@ -30,6 +29,8 @@ namespace {
     (void)n;  // criu sees EOF and the exit status if even this fails
     ::_exit(BLOB_FAIL_EXIT_CODE);
 }
+
+namespace {
 
 // Sessions and groups (KERNEL-NOTES section 5): a session leader starts its own session, a
 // group leader its own group. Others stay in criu's session and group: their leaders are not
@@ -156,10 +157,14 @@ Status install_blob(const ChildPlan& plan, const std::vector<int>& fds) {
 
 Status prepare(const ChildPlan& plan, Log& log, int& report_fd) {
     const RestoredProcessImages& p = *plan.p;
-    // Before any fd moves: the segment contents are read from fds criu opened.
+    // Before any fd moves: the segment contents are read from fds criu opened. In a tree only
+    // the root makes the namespace; its children are born in it.
     if (plan.ipc)
         TRY_VOID(plan.ipc->restore_in_child(*plan.sysv_attached));
-    TRY_VOID(set_session_and_group(p.entry, log));
+    if (plan.tree)
+        TRY_VOID(fork_tree_part(*plan.tree, plan.tree_index, report_fd, log));
+    else
+        TRY_VOID(set_session_and_group(p.entry, log));
     int max_target = plan.files ? plan.files->max_target_fd(p.entry.pid()) : 2;
     std::vector<int> fds = TRY(move_service_fds(plan.slot_fds, std::max(max_target + 1, 3), report_fd));
     // From here on criu's log file descriptor may be reused by a restored fd: this process
@@ -189,7 +194,7 @@ void run_restored_child(const ChildPlan& plan, Log& log) {
 
     auto st = prepare(plan, log, report_fd);
     if (!st)
-        report_and_exit(report_fd, st.error().add_context(fmt::format("pid {}", plan.p->entry.pid())));
+        report_child_failure(report_fd, st.error().add_context(fmt::format("pid {}", plan.p->entry.pid())));
     const BlobLayout& l = plan.args->layout();
     jump_to_blob(l.base, l.args_addr(), l.main_stack_top);
 }

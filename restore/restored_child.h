@@ -18,8 +18,20 @@
 #include "criu/ipc/sysv_ipc.h"
 #include "restore/blob_args.h"
 #include "restore/process_images.h"
+#include "restore/tree_plan.h"
 
 namespace criu {
+
+struct ChildPlan;
+
+// What the processes of a dumped tree need to fork each other (restore/tree_fork.cc): the fork
+// plan and, by pstree index, the plan of every live process (null for zombies).
+struct RestoreTree {
+    const TreePlan* plan = nullptr;
+    const std::vector<images::PstreeEntry>* pstree = nullptr;
+    std::vector<const ChildPlan*> children;
+    pid_t root_pid = 0;
+};
 
 struct ChildPlan {
     const Options* opts = nullptr;
@@ -28,7 +40,10 @@ struct ChildPlan {
     std::span<const uint8_t> code;          // the blob binary
     std::vector<int> slot_fds;              // criu's fd per blob fd slot (BlobFdSlots::all())
     FilesRestorer* files = nullptr;         // null: keep fds 0-2 as they are
-    pid_t criu_pid = 0;                     // the parent; the child dies with it until the end
+    pid_t criu_pid = 0;                     // the parent (criu for the root, else the dumped parent);
+                                            // the child dies with it until the end
+    const RestoreTree* tree = nullptr;      // null: a single process, nothing to fork
+    size_t tree_index = 0;                  // this process in tree->pstree
     // The dump's own IPC namespace (null: the process stays in criu's), recreated first thing;
     // sysv_attached: the segments its VMAs attach (the others removed before the dump go now).
     SysvIpcRestorer* ipc = nullptr;
@@ -36,5 +51,15 @@ struct ChildPlan {
 };
 
 [[noreturn]] void run_restored_child(const ChildPlan& plan, Log& log);
+
+// Ends a restoring process (or a stand-in, or a zombie being made) after writing `e` as a
+// failure report on `report_fd`, which criu reads.
+[[noreturn]] void report_child_failure(int report_fd, const Error& e);
+
+// Tree part of a restored process, before its own fds and blob: its session and group, its
+// children (each of which runs run_restored_child in turn), the stand-ins for dead leaders and
+// its zombies, as plan_tree() says; waits until its zombies have exited and reaps the
+// stand-ins. `report_fd` is where forked zombies and stand-ins report a failure.
+Status fork_tree_part(const RestoreTree& tree, size_t index, int report_fd, Log& log);
 
 }  // namespace criu

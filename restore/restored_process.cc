@@ -31,7 +31,8 @@ RestoredProcess::RestoredProcess(pid_t pid, UniqueFd pidfd, const RestoredProces
 RestoredProcess::~RestoredProcess() {
     if (!armed_)
         return;
-    ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+    if (pidfd_)
+        ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
     reap();
 }
 
@@ -44,7 +45,7 @@ int RestoredProcess::reap() {
         if (tid != pid_)
             while (::waitpid(tid, nullptr, __WALL) < 0 && errno == EINTR) {
             }
-    int st = 0;
+    int st = -1;  // stays -1 for a process that is not criu's child (a member of a tree)
     while (::waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
     }
     reaped_ = true;
@@ -55,7 +56,7 @@ int RestoredProcess::reap() {
 Error RestoredProcess::died(const char* when) {
     int st = reap();
     return Error(ECHILD, fmt::format("pid {}: the restored process {} {} without a report from the restorer", pid_,
-                                     describe_wait_status(st), when));
+                                     st == -1 ? "ended" : describe_wait_status(st), when));
 }
 
 Error RestoredProcess::error_from_report(const blob_report& r) {
@@ -69,6 +70,12 @@ Status RestoredProcess::wait_ready() {
         return std::unexpected(died("while restoring"));
     if (rr.report.step != BLOB_STEP_READY)
         return std::unexpected(error_from_report(rr.report));
+    if (!pidfd_) {
+        // Ready means waiting for go: the process exists and its pid cannot be reused yet.
+        pidfd_.reset(int(::syscall(SYS_pidfd_open, pid_, 0)));
+        if (!pidfd_)
+            return fail_errno("pidfd_open of the restored pid {}", pid_);
+    }
     return {};
 }
 

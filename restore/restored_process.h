@@ -30,7 +30,8 @@ public:
     ~RestoredProcess();
 
     // Blocks until the restorer says every thread is prepared; a failure report or the
-    // process's death becomes the error.
+    // process's death becomes the error. A process criu did not fork itself (a member of a
+    // tree, constructed with an empty pidfd) gets its pidfd here, once it is known to exist.
     Status wait_ready();
     // Seizes the threads, sends go, follows them out of rt_sigreturn, unmaps the blob area and
     // detaches; without ptrace, sends go and leaves the area (said in the log). Returns whether

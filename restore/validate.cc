@@ -361,7 +361,7 @@ Status validate_task_misc(const RestoredProcessImages& p) {
 }
 
 Status validate_process(const images::Inventory& inv, const RestoredProcessImages& p, const HostInfo& host) {
-    if (inv.root_pid() != 0 && inv.root_pid() != p.entry.pid())
+    if (p.entry.ppid() == 0 && inv.root_pid() != 0 && inv.root_pid() != p.entry.pid())
         return failf(EINVAL, "inventory.img names root pid {}, pstree.img starts with {}", inv.root_pid(),
                      p.entry.pid());
     if (inv.page_size() != 0 && inv.page_size() != 4096)

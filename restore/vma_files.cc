@@ -41,9 +41,22 @@ std::string memfd_name(const std::string& path) {
     return name.substr(0, 249);  // MFD_NAME_MAX_LEN
 }
 
+bool is_shared_mem(const images::Vma& v) {
+    return v.kind() == images::VMA_ANON_SHARED || v.kind() == images::VMA_MEMFD_SHARED;
+}
+
 }  // namespace
 
-Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, uint64_t dump_time_ns, Log& log) {
+void SharedMemObjects::note(const images::MmInfo& mm) {
+    for (const auto& v : mm.vmas())
+        if (is_shared_mem(v)) {
+            uint64_t& s = size[{v.dev(), v.shmid()}];
+            s = std::max(s, v.pgoff() + (v.end() - v.start()));
+        }
+}
+
+Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, uint64_t dump_time_ns, Log& log,
+                                  SharedMemObjects* shared) {
     VmaFiles out;
     out.vma_fd.assign(size_t(mm.vmas_size()), -1);
     std::map<std::pair<std::string, int>, int> by_path;  // (path, O_ACCMODE)
@@ -103,8 +116,19 @@ Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, uint64_t 
         case images::VMA_ANON_SHARED:
         case images::VMA_MEMFD_SHARED: {
             auto it = by_shmid.find(v.shmid());
+            const auto key = std::make_pair(v.dev(), v.shmid());
+            if (it == by_shmid.end() && shared && shared->fds.contains(key)) {
+                UniqueFd fd(::fcntl(shared->fds.at(key).get(), F_DUPFD_CLOEXEC, 0));
+                if (!fd)
+                    return fail_errno("{}: dup of the shared object", where);
+                it = by_shmid.emplace(v.shmid(), int(out.fds.size())).first;
+                out.fds.push_back(std::move(fd));
+                log.debug("restore", "pid {}: maps the tree's shared object for shmid {}", pid, v.shmid());
+            }
             if (it == by_shmid.end()) {
                 uint64_t size = shm_size[v.shmid()];
+                if (shared && shared->size.contains(key))
+                    size = std::max(size, shared->size.at(key));
                 UniqueFd fd;
                 if (v.kind() == images::VMA_ANON_SHARED) {
                     fd = TRY_CTX(create_shmem(size, v.shmid()), "{}", where);
@@ -114,6 +138,12 @@ Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, uint64_t 
                         return fail_errno("{}: memfd_create", where);
                     if (::ftruncate(fd.get(), off_t(size)) < 0)
                         return fail_errno("{}: sizing the memfd to {} bytes", where, size);
+                }
+                if (shared) {
+                    UniqueFd keep(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+                    if (!keep)
+                        return fail_errno("{}: dup of the shared object", where);
+                    shared->fds.emplace(key, std::move(keep));
                 }
                 it = by_shmid.emplace(v.shmid(), int(out.fds.size())).first;
                 out.fds.push_back(std::move(fd));

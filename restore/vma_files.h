@@ -7,6 +7,8 @@
 
 #include <sys/types.h>
 
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "criu/core/error.h"
@@ -22,9 +24,21 @@ struct VmaFiles {
     int exe = -1;             // index into fds
 };
 
+// Shared memory of a process tree: one object per (dev, shmid) for every process that maps it
+// (MAP_SHARED anonymous memory inherited across fork, memfds), so that a write in one process
+// is seen by the others. Its pages are in the images of the first process that maps it.
+struct SharedMemObjects {
+    std::map<std::pair<uint64_t, uint64_t>, uint64_t> size;  // the largest extent any process maps
+    std::map<std::pair<uint64_t, uint64_t>, UniqueFd> fds;   // created by the first open_vma_files
+    // Adds the extents `mm` maps to `size`.
+    void note(const images::MmInfo& mm);
+};
+
 // `dump_time_ns` (Inventory.dump_time_unix_ns, 0 if unknown): a mapped file modified after it
 // is refused even with the same inode. The process's unwritten pages come from the file, and
 // code rewritten in place under a running copy of the old data ends in SIGSEGV.
-Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, uint64_t dump_time_ns, Log& log);
+// `shared`: the tree's shared memory objects (null: this process's own).
+Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, uint64_t dump_time_ns, Log& log,
+                                  SharedMemObjects* shared = nullptr);
 
 }  // namespace criu

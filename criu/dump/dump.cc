@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 
+#include <fmt/ranges.h>
 #include <google/protobuf/util/json_util.h>
 
 #include "criu/core/proc_parse.h"
@@ -14,6 +15,7 @@
 #include "criu/dump/page_dumper.h"
 #include "criu/dump/page_hashes.h"
 #include "criu/dump/process_state.h"
+#include "criu/dump/process_tree.h"
 #include "criu/dump/thread_state.h"
 #include "criu/ipc/sysv_ipc.h"
 #include "images/image_io.h"
@@ -157,6 +159,41 @@ Status preflight(pid_t pid, const Options& opts, Log& log) {
     return failf(ENOTSUP, "pid {} cannot be dumped: {}", pid, msg);
 }
 
+Status preflight_tree(pid_t root, const Options& opts, Log& log) {
+    std::vector<TreeMember> members = TRY_CTX(list_tree(root), "pid {}", root);
+    std::vector<std::string> problems;
+    std::vector<pid_t> live;
+    for (const TreeMember& m : members) {
+        if (m.zombie)
+            continue;
+        Status st = preflight(m.pid, opts, log);
+        if (!st) {
+            // The root must exist; a member that exited since the listing is no blocker.
+            if (st.error().err() == ESRCH && m.pid != root)
+                continue;
+            if (m.pid == root && members.size() == 1)
+                return st;
+            problems.push_back(st.error().message());
+            continue;
+        }
+        live.push_back(m.pid);
+    }
+    for (auto& p : tree_sharing_problems(live))
+        problems.push_back(std::move(p));
+    if (problems.empty()) {
+        log.info("dump", "pre-flight: the {} processes of the tree of pid {} can be dumped", members.size(), root);
+        return {};
+    }
+    for (const auto& p : problems)
+        log.error("dump", "{}", p);
+    if (problems.size() == 1 && members.size() == 1)
+        return failf(ENOTSUP, "{}", problems[0]);
+    std::string msg = problems[0];
+    for (size_t i = 1; i < problems.size(); ++i)
+        msg += "; " + problems[i];
+    return failf(ENOTSUP, "the tree of pid {} ({} processes) cannot be dumped: {}", root, members.size(), msg);
+}
+
 Status dump_process(DumpContext& ctx, SeizedProcess& sp, FilesDumper& files, ProcessImages& out) {
     pid_t pid = sp.pid();
     TRY_VOID(ctx.checkpoint("threads"));
@@ -177,6 +214,20 @@ Status dump_process(DumpContext& ctx, SeizedProcess& sp, FilesDumper& files, Pro
     // The remote area is gone again, so the VMA list is the process's own.
     TRY_VOID(ctx.checkpoint("mm"));
     out.vmas = TRY(collect_vmas(pid));
+    if (out.shared_dumped) {
+        // Pages of shared memory go into the images once, with the first process that maps it.
+        std::set<std::pair<uint64_t, uint64_t>> mine;
+        for (DumpVma& v : out.vmas) {
+            if (v.pages != PagePolicy::Shared)
+                continue;
+            auto key = std::make_pair(v.vma.dev(), v.vma.shmid());
+            if (out.shared_dumped->contains(key))
+                v.pages = PagePolicy::None;
+            else
+                mine.insert(key);
+        }
+        out.shared_dumped->insert(mine.begin(), mine.end());
+    }
     for (const DumpVma& v : out.vmas)
         *out.mm.add_vmas() = v.vma;
     TRY_VOID(dump_pages(ctx, sp.main_thread(), out.vmas, out.mm, out.parent_hashes, out.hashes));
@@ -202,10 +253,10 @@ Status run_dump(const Options& opts, Log& log) {
     if (pid <= 0)
         return failf(EINVAL, "no process to dump (pid {})", pid);
 
-    Status pre = preflight(pid, opts, log);
+    Status pre = preflight_tree(pid, opts, log);
     if (opts.dry_run) {
         if (pre)
-            log.info("dump", "dry run: pid {} can be dumped", pid);
+            log.info("dump", "dry run: the tree of pid {} can be dumped", pid);
         return pre;
     }
     TRY_VOID(pre);
@@ -213,48 +264,89 @@ Status run_dump(const Options& opts, Log& log) {
     DumpContext ctx(opts, log, TRY(prepare_image_dir(opts)), kfc::KernelFeatures::detect());
     ctx.started = started;
     TRY_VOID(ctx.checkpoint("preflight"));
-    PageHashes parent = TRY(load_parent_hashes(opts, ctx.dir, pid, log));
-    PageHashes hashes;
 
     TRY_VOID(ctx.checkpoint("seize"));
     auto t_seize = std::chrono::steady_clock::now();
-    std::unique_ptr<SeizedProcess> sp = TRY_CTX(SeizedProcess::seize(pid, log), "dumping pid {}", pid);
+    std::unique_ptr<SeizedTree> tree = TRY_CTX(SeizedTree::seize(pid, log), "dumping pid {}", pid);
     ctx.stats.set_freezing_time_us(micros_since(t_seize));
     auto frozen_since = std::chrono::steady_clock::now();
+    // The pre-flight saw a running tree; now that it stands still, look again at what its
+    // processes share.
+    std::vector<pid_t> live;
+    for (const TreeMember& m : tree->members())
+        if (!m.zombie)
+            live.push_back(m.pid);
+    if (auto problems = tree_sharing_problems(live); !problems.empty())
+        return failf(ENOTSUP, "the tree of pid {} cannot be dumped: {}", pid, fmt::join(problems, "; "));
 
-    ProcessImages img;
     FilesDumper files;
-    img.parent_hashes = parent.empty() ? nullptr : &parent;
-    img.hashes = opts.track_mem ? &hashes : nullptr;
-    TRY_VOID_CTX(dump_process(ctx, *sp, files, img), "dumping pid {}", pid);
+    std::set<std::pair<uint64_t, uint64_t>> shared_dumped;
+    std::vector<images::PstreeEntry> pstree;
+    ProcessImages root_img;
+    for (const TreeMember& m : tree->members()) {
+        if (m.zombie) {
+            images::PstreeEntry e;
+            e.set_pid(m.pid);
+            e.set_ppid(m.ppid);
+            e.set_pgid(m.pgid);
+            e.set_sid(m.sid);
+            e.add_threads(m.pid);
+            e.set_zombie(true);
+            e.set_exit_code(m.exit_status);
+            e.set_comm(m.comm);
+            pstree.push_back(std::move(e));
+            continue;
+        }
+        PageHashes parent = TRY(load_parent_hashes(opts, ctx.dir, m.pid, log));
+        PageHashes hashes;
+        ProcessImages img;
+        img.parent_hashes = parent.empty() ? nullptr : &parent;
+        img.hashes = opts.track_mem ? &hashes : nullptr;
+        img.shared_dumped = &shared_dumped;
+        TRY_VOID_CTX(dump_process(ctx, *m.sp, files, img), "dumping pid {}", m.pid);
+        img.pstree.set_ppid(m.ppid);
+        if (opts.track_mem)
+            TRY_VOID(hashes.save(ctx.dir, m.pid));
+        TRY_VOID_CTX(write_process_images(ctx, img), "dumping pid {}", m.pid);
+        pstree.push_back(img.pstree);
+        img.parent_hashes = nullptr;
+        img.hashes = nullptr;
+        img.shared_dumped = nullptr;
+        if (m.pid == pid)
+            root_img = std::move(img);
+    }
     TRY_VOID(ctx.checkpoint("images"));
-    if (opts.track_mem)
-        TRY_VOID(hashes.save(ctx.dir, pid));
     TRY_VOID_CTX(files.finish(ctx.dir.fd()), "dumping pid {}", pid);
     TRY_VOID(ctx.checkpoint("ipc"));
     TRY_VOID_CTX(dump_sysv_ipc(pid, ctx.dir.fd(), log), "dumping pid {}", pid);
-    TRY_VOID_CTX(write_process_images(ctx, img), "dumping pid {}", pid);
-    TRY_VOID(write_one(ctx.dir, ImageType::Pstree, -1, img.pstree));
+    {
+        ImageWriter w = TRY(ctx.dir.open_writer(ImageType::Pstree, -1));
+        for (const auto& e : pstree)
+            TRY_VOID(w.write(e));
+        TRY_VOID(w.close());
+    }
     TRY_VOID(ctx.checkpoint("inventory"));
-    images::Inventory inv = make_inventory(img);
+    images::Inventory inv = make_inventory(root_img);
     inv.set_parent_dir(opts.prev_images_dir);
     TRY_VOID(ctx.dir.write_inventory(inv));
 
-    // The image set is complete: from here the process is either gone or running again.
-    size_t nthreads = sp->threads().size();
+    // The image set is complete: from here the tree is either gone or running again.
+    size_t nthreads = tree->thread_count();
+    size_t nprocs = tree->live_count();
     if (opts.leave_running) {
-        TRY_VOID_CTX(sp->resume(), "resuming pid {} after the dump", pid);
+        TRY_VOID_CTX(tree->resume(), "resuming the tree of pid {} after the dump", pid);
     } else {
-        TRY_VOID_CTX(sp->kill(), "killing pid {} after the dump", pid);
+        TRY_VOID_CTX(tree->kill(), "killing the tree of pid {} after the dump", pid);
     }
     ctx.stats.set_frozen_time_us(micros_since(frozen_since));
-    ctx.stats.set_tasks(1);
+    ctx.stats.set_tasks(static_cast<uint32_t>(nprocs));
     ctx.stats.set_threads(static_cast<uint32_t>(nthreads));
     ctx.stats.set_total_time_us(micros_since(started));
     write_stats(ctx);
-    log.info("dump", "pid {} dumped ({} thread(s), {} pages written, {} as in the parent, frozen {:.1f} ms){}", pid,
-             nthreads, ctx.stats.pages_written(), ctx.stats.pages_skipped_parent(),
-             ctx.stats.frozen_time_us() / 1000.0, opts.leave_running ? ", left running" : ", killed");
+    log.info("dump", "pid {} dumped ({} process(es), {} zombie(s), {} thread(s), {} pages written, {} as in the "
+                     "parent, frozen {:.1f} ms){}", pid, nprocs, pstree.size() - nprocs, nthreads,
+             ctx.stats.pages_written(), ctx.stats.pages_skipped_parent(), ctx.stats.frozen_time_us() / 1000.0,
+             opts.leave_running ? ", left running" : ", killed");
     return {};
 }
 

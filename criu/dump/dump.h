@@ -1,5 +1,5 @@
-// The dumper's entry point. One process with any number of threads (trees come later: the
-// per-process part, dump_process(), is what a tree dump repeats for each member).
+// The dumper's entry point: the process tree below -t ROOT, any number of threads per process.
+// The per-process part, dump_process(), is what the tree dump repeats for each live member.
 //
 // Images written (all into opts.images_dir, inventory.img last so that a dump that failed half
 // way never looks like a valid image set):
@@ -13,11 +13,17 @@
 //                     is zero, a file page absent comes from the file
 //   fs-<pid>.img      FsInfo (cwd, root)
 //   fdinfo-<pid>.img, files.img, pipes-data.img: written by criu/files (FilesDumper)
-//   pstree.img, stats-dump.img, inventory.img
+//   pstree.img        every member (zombies too), parents before children
+//   stats-dump.img, inventory.img
+// Shared anonymous memory (and memfd mappings) shared by several processes has its pages in
+// the images of the first process (in pstree order) that maps it; the others' pagemaps leave
+// it out and the restore maps the one object they all share.
 #pragma once
 
 #include <sys/types.h>
 
+#include <set>
+#include <utility>
 #include <vector>
 
 #include "criu/core/error.h"
@@ -36,10 +42,11 @@ namespace criu {
 
 class PageHashes;
 
-// `criu dump -t PID`: pre-flight (nothing frozen), seize every thread, collect, write images,
-// then kill the process (default) or resume it exactly as it was (--leave-running). With
-// --dry-run only the pre-flight runs and nothing is written. On any error, SIGINT or SIGTERM
-// the process is resumed as it was, nothing is left in it, and no inventory.img exists.
+// `criu dump -t PID`: pre-flight of the whole tree (nothing frozen), seize every thread of
+// every process below PID, collect, write images, then kill the tree (default) or resume it
+// exactly as it was (--leave-running). With --dry-run only the pre-flight runs and nothing is
+// written. On any error, SIGINT or SIGTERM every process is resumed as it was, nothing is left
+// in any of them, and no inventory.img exists.
 Status run_dump(const Options& opts, Log& log);
 
 // `criu pre-dump -t PID`: memory only (mm-<pid>.img with the VMAs, pagemap/pages, pstree,
@@ -58,6 +65,9 @@ struct ProcessImages {
     std::vector<DumpVma> vmas;
     const PageHashes* parent_hashes = nullptr;  // page hashes of the previous image set, if any
     PageHashes* hashes = nullptr;               // where to record this dump's page hashes, if wanted
+    // (dev, ino) of shared memory objects whose pages an earlier process of the tree already
+    // dumped; this process's own are added. Null: dump every shared page.
+    std::set<std::pair<uint64_t, uint64_t>>* shared_dumped = nullptr;
 };
 
 // Dumps one seized process: thread and process state, memory map and pages, fds. Writes
@@ -70,5 +80,8 @@ Status write_process_images(DumpContext& ctx, const ProcessImages& img);
 // Every blocker of dumping `pid` found without stopping it (process state, fds, memory map),
 // as one error listing them all.
 Status preflight(pid_t pid, const Options& opts, Log& log);
+// The same for every live process of the tree below `root`, plus what the processes share
+// that cannot be restored (tree_sharing_problems), as one error listing every blocker.
+Status preflight_tree(pid_t root, const Options& opts, Log& log);
 
 }  // namespace criu

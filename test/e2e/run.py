@@ -2,10 +2,10 @@
 """End-to-end runner in the spirit of CRIU's zdtm.
 
 Starts a workload, waits for its READY line, takes a snapshot of
-/proc/PID/{maps,status,fd}, dumps it with criu, makes sure it is gone (or, with
---leave-running, still running after two dumps, then kills it), restores it,
-compares the /proc snapshot, sends SIGTERM and expects the workload itself to
-print PASS and exit 0.
+/proc/PID/{maps,status,fd} of every process of its tree, dumps it with criu,
+makes sure the tree is gone (or, with --leave-running, still running after two
+dumps, then kills it), restores it, compares the /proc snapshots, sends SIGTERM
+to the root and expects the workload itself to print PASS and exit 0.
 """
 import argparse
 import ctypes
@@ -42,11 +42,37 @@ def read_text(path):
         return f.read()
 
 
+# What a zombie still shows in /proc/PID/status (its masks and memory are gone).
+ZOMBIE_FIELDS = ["Name", "State", "Tgid", "Pid", "PPid", "Uid", "Gid", "NStgid", "NSpid", "NSpgid", "NSsid"]
+
+
+def merge_anon(maps):
+    """Adjacent anonymous mappings with the same protection are one to the process; the kernel
+    keeps them apart only when they came from different processes (fork), and a restore that
+    maps them again lets it merge them."""
+    out = []
+    for line in maps:
+        addr, perms, off, dev, ino, path = (line.split(" ", 5) + [""])[:6]
+        if out and dev == "00:00" and ino == "0" and not path:
+            paddr, pperms, poff, pdev, pino, ppath = (out[-1].split(" ", 5) + [""])[:6]
+            pstart, pend = paddr.split("-")
+            start, end = addr.split("-")
+            if pend == start and pperms == perms and pdev == dev and pino == ino and not ppath:
+                out[-1] = f"{pstart}-{end} {perms} {poff} {dev} {ino} "
+                continue
+        out.append(line)
+    return out
+
+
 def snapshot(pid):
     """What of /proc/PID a restore must reproduce."""
     maps = []
     deleted_ids = {}
-    for line in read_text(f"/proc/{pid}/maps").splitlines():
+    try:
+        maps_text = read_text(f"/proc/{pid}/maps")
+    except PermissionError:
+        maps_text = ""  # a zombie's
+    for line in maps_text.splitlines():
         parts = line.split(None, 5)
         addr, perms, off, dev, ino = parts[:5]
         path = parts[5] if len(parts) > 5 else ""
@@ -56,13 +82,19 @@ def snapshot(pid):
             ino = deleted_ids.setdefault(ino, f"shm#{len(deleted_ids)}")
         maps.append(f"{addr} {perms} {off} {dev} {ino} {path}")
     status = {}
-    for line in read_text(f"/proc/{pid}/status").splitlines():
+    text = read_text(f"/proc/{pid}/status")
+    zombie = re.search(r"^State:\s+Z", text, re.M) is not None
+    for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key in STATUS_FIELDS:
+        if key in (ZOMBIE_FIELDS if zombie else STATUS_FIELDS):
             status[key] = " ".join(value.split())
     fds = {}
     anon_ids = {}
-    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+    try:
+        fd_list = os.listdir(f"/proc/{pid}/fd")
+    except (PermissionError, FileNotFoundError):
+        fd_list = []  # a zombie's
+    for fd in sorted(fd_list, key=int):
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except FileNotFoundError:
@@ -80,7 +112,65 @@ def snapshot(pid):
         except FileNotFoundError:
             pass
         fds[int(fd)] = f"{target} flags={flags}"
-    return {"maps": maps, "status": status, "fds": fds}
+    return {"maps": merge_anon(maps), "status": status, "fds": fds}
+
+
+def tree_pids(root):
+    """The root and every descendant, parents first (children of every thread)."""
+    out = [root]
+    for pid in out:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tids:
+            try:
+                kids = read_text(f"/proc/{pid}/task/{tid}/children").split()
+            except FileNotFoundError:
+                continue
+            out.extend(int(k) for k in kids if int(k) not in out)
+    return out
+
+
+def snapshot_tree(root):
+    snaps = {}
+    for pid in tree_pids(root):
+        try:
+            snaps[pid] = snapshot(pid)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            snaps[pid] = None  # gone meanwhile
+    return snaps
+
+
+def compare_tree(before, after):
+    problems = []
+    if sorted(before) != sorted(after):
+        problems.append(f"processes differ: before {sorted(before)}, after {sorted(after)}")
+    for pid, snap in before.items():
+        if pid in after and snap is not None and after[pid] is not None:
+            problems.extend(f"pid {pid}: {p}" for p in compare(snap, after[pid]))
+    return problems
+
+
+def kill_and_reap_tree(pids, timeout=10.0):
+    """SIGKILLs what is left of a tree and reaps everything that was reparented to us, so
+    that no zombie keeps one of its pids."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+        if not any(os.path.exists(f"/proc/{p}") for p in pids):
+            return
+        time.sleep(0.01)
+    raise Failure(f"processes of the tree still exist: {[p for p in pids if os.path.exists(f'/proc/{p}')]}")
 
 
 def compare(before, after):
@@ -186,7 +276,10 @@ def main():
         pid = proc.pid
         wait_for_line(out_path, "READY", lambda: proc.poll() is None, 60)
         log(f"workload {a.name} ready as pid {pid}")
-        before = snapshot(pid)
+        before = snapshot_tree(pid)
+        pids = list(before)
+        if len(pids) > 1:
+            log(f"tree of {len(pids)} processes: {pids}")
         extra = a.dump_args.split()
 
         if a.mode == "plain":
@@ -195,6 +288,10 @@ def main():
             status = reap(pid)
             if status is None or not os.WIFSIGNALED(status):
                 raise Failure(f"after dump the workload was not killed (status {status})")
+            alive = [p for p in pids if pid_alive(p)]
+            if alive:
+                raise Failure(f"after dump processes of the tree still run: {alive}")
+            kill_and_reap_tree(pids)
         else:
             for n in (1, 2):
                 img = os.path.join(tmp, f"img{n}")
@@ -203,12 +300,13 @@ def main():
                 time.sleep(0.05)
                 if not pid_alive(pid):
                     raise Failure(f"workload died after dump {n} with --leave-running: {read_text(out_path)}")
-                state = snapshot(pid)
-                problems = compare(before, state)
+                state = snapshot_tree(pid)
+                problems = compare_tree(before, state)
                 if problems:
                     raise Failure(f"after dump {n} --leave-running the process changed:\n" + "\n".join(problems))
             proc.kill()
             reap(pid)
+            kill_and_reap_tree(pids)
         log("workload is gone; restoring")
 
         pidfile = os.path.join(tmp, "restored.pid")
@@ -220,8 +318,8 @@ def main():
             raise Failure(f"restored pid {restored}, expected {pid}")
         if not pid_alive(pid):
             raise Failure(f"restored process is not running: {read_text(out_path)}")
-        after = snapshot(pid)
-        problems = compare(before, after)
+        after = snapshot_tree(pid)
+        problems = compare_tree(before, after)
         if problems:
             raise Failure("after restore:\n" + "\n".join(problems))
         os.kill(pid, signal.SIGTERM)
@@ -239,9 +337,8 @@ def main():
         show_logs(tmp)
     finally:
         if pid is not None and pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
             try:
-                reap(pid, 5)
+                kill_and_reap_tree(tree_pids(pid), 5)
             except Failure:
                 pass
         if ok and not a.keep:
