@@ -7,8 +7,12 @@ medians and minimums next to the ceilings of this machine measured in the same r
 dd with O_DIRECT and buffered dd to the images' filesystem, and a fresh-memory fill.
 
   python3 bench/dump_restore.py --criu build/bin/criu --sizes 256,1024 --runs 5
+
+With --procs 1,10 the same total is also spread over a tree of 10 processes (bench-memhog
+MIB tree 10): the rows compare a tree with one process holding the same bytes.
 """
 import argparse
+import ctypes
 import json
 import os
 import shutil
@@ -46,10 +50,21 @@ def fill_time(memhog, mib):
     return float(sh([memhog, str(mib), "fill"]).stdout.strip())
 
 
-def start_memhog(memhog, mib, out_path):
+def reap_orphans():
+    """Members of a dumped (killed) or finished tree are reparented to us (a subreaper): reap
+    them at once, or the next restore would wait for their pids."""
+    while True:
+        try:
+            if os.waitpid(-1, 0)[0] <= 0:
+                return
+        except ChildProcessError:
+            return
+
+
+def start_memhog(memhog, mib, out_path, procs=1):
     out = open(out_path, "w")
-    p = subprocess.Popen([memhog, str(mib)], stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
+    cmd = [memhog, str(mib)] + (["tree", str(procs)] if procs > 1 else [])
+    p = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         with open(out_path) as f:
@@ -61,11 +76,11 @@ def start_memhog(memhog, mib, out_path):
     raise RuntimeError("memhog not ready")
 
 
-def one_run(a, memhog, mib, base, compress):
-    img = os.path.join(base, f"img-{mib}-{int(compress)}")
+def one_run(a, memhog, mib, base, compress, procs=1):
+    img = os.path.join(base, f"img-{mib}-{int(compress)}-{procs}")
     shutil.rmtree(img, ignore_errors=True)
     out_path = os.path.join(base, "memhog.out")
-    p = start_memhog(memhog, mib, out_path)
+    p = start_memhog(memhog, mib, out_path, procs)
     stats = os.path.join(base, "stats.json")
     args = [a.criu, "dump", "-t", str(p.pid), "-D", img, "--stats-json", stats]
     if compress:
@@ -74,6 +89,7 @@ def one_run(a, memhog, mib, base, compress):
     sh(args)
     dump_s = time.monotonic() - t0
     p.wait()
+    reap_orphans()
     frozen_ms = None
     try:
         with open(stats) as f:
@@ -101,6 +117,7 @@ def one_run(a, memhog, mib, base, compress):
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    reap_orphans()
     shutil.rmtree(img, ignore_errors=True)
     if not ok:
         raise RuntimeError(f"restored memhog did not verify its memory ({mib} MiB)")
@@ -118,7 +135,11 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dir", default="/var/tmp", help="where images go (a disk)")
     ap.add_argument("--compress", action="store_true", help="also measure --compress")
+    ap.add_argument("--procs", default="1", help="process counts to spread each size over, e.g. 1,10")
     a = ap.parse_args()
+    # Restored trees and the members of killed ones come back to us: we reap them.
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    procs_list = [int(x) for x in a.procs.split(",")]
     memhog = os.path.join(os.path.dirname(os.path.abspath(a.criu)), "bench-memhog")
     base = tempfile.mkdtemp(prefix="criu-bench-", dir=a.dir)
     print(f"images in {base}; min/median of {a.runs} runs")
@@ -126,7 +147,7 @@ def main():
           f"{'frozen ms':>9} {'image MiB':>9} {'restore s':>13} {'GiB/s':>6} {'vs fill':>7}")
     try:
         for mib in [int(s) for s in a.sizes.split(",")]:
-            modes = [False, True] if a.compress else [False]
+            modes = [(c, n) for n in procs_list for c in ([False, True] if a.compress else [False])]
             res = {m: [] for m in modes}
             dd_direct, dd_buf, fill = [], [], []
             for _ in range(a.runs):
@@ -134,7 +155,7 @@ def main():
                 dd_buf.append(dd_rate(base, mib, False))
                 fill.append(fill_time(memhog, mib))
                 for m in modes:
-                    res[m].append(one_run(a, memhog, mib, base, m))
+                    res[m].append(one_run(a, memhog, mib, base, m[0], m[1]))
             gib = mib / 1024.0
             ceil_direct = statistics.median(dd_direct)
             ceil_buf = statistics.median(dd_buf)
@@ -149,7 +170,8 @@ def main():
                 sz = statistics.median([r[3] for r in res[m]]) / (1 << 20)
                 md = statistics.median(d)
                 mr = statistics.median(r_)
-                print(f"{mib:>5} {'zstd' if m else 'raw':>6} {fmt_pair(d):>13} {gib / md:>6.2f} "
+                label = ("zstd" if m[0] else "raw") + (f"x{m[1]}" if m[1] > 1 else "")
+                print(f"{mib:>5} {label:>6} {fmt_pair(d):>13} {gib / md:>6.2f} "
                       f"{ceil_direct / md:>12.0%} {ceil_buf / md:>6.0%} "
                       f"{(statistics.median(fr) if fr else float('nan')):>9.1f} {sz:>9.0f} "
                       f"{fmt_pair(r_):>13} {gib / mr:>6.2f} {ceil_fill / mr:>7.0%}")

@@ -237,6 +237,11 @@ Status SeizedTree::resume() {
 }
 
 Status SeizedTree::kill() {
+    // Every SIGKILL first: the processes tear their memory down in parallel (~20 ms for 50 MiB
+    // each here) instead of one after the other while we wait for each exit. They are all
+    // still stopped by ptrace, so none runs in between.
+    for (const auto& p : procs_)
+        ::kill(p->pid(), SIGKILL);
     Status first;
     for (size_t i = procs_.size(); i-- > 0;) {
         auto r = procs_[i]->kill();

@@ -61,8 +61,7 @@ public:
 
     // Resumes every process; returns the first error (every process is still tried).
     Status resume();
-    // SIGKILLs every process (children first, so none is reparented while seized), then
-    // collects the exits.
+    // SIGKILLs every process at once, then collects the exits.
     Status kill();
 
 private:
