@@ -252,7 +252,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--criu", required=True)
     ap.add_argument("--name", required=True)
-    ap.add_argument("--mode", choices=["plain", "leave-running"], default="plain")
+    ap.add_argument("--mode", choices=["plain", "leave-running", "restore-fails"], default="plain",
+                    help="restore-fails: remove --remove-after-dump from the workload's directory after a "
+                         "plain dump; the restore must fail naming it and leave no process of the tree")
+    ap.add_argument("--remove-after-dump", default="", help="file (relative to the workload's cwd)")
     ap.add_argument("--dump-args", default="", help="extra criu dump arguments")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("workload", nargs=argparse.REMAINDER)
@@ -282,7 +285,7 @@ def main():
             log(f"tree of {len(pids)} processes: {pids}")
         extra = a.dump_args.split()
 
-        if a.mode == "plain":
+        if a.mode in ("plain", "restore-fails"):
             img = os.path.join(tmp, "img")
             run_criu(["dump", "-t", str(pid), "-D", img, "-o", "dump.log", "-v4"] + extra, a.criu, tmp, "dump")
             status = reap(pid)
@@ -308,6 +311,25 @@ def main():
             reap(pid)
             kill_and_reap_tree(pids)
         log("workload is gone; restoring")
+        if a.mode == "restore-fails":
+            victim = os.path.join(work, a.remove_after_dump)
+            os.unlink(victim)
+            log(f"removed {victim}: the restore must fail")
+            cmd = [a.criu, "restore", "-D", img, "-d", "-o", "restore.log", "-v4"]
+            log("$ " + " ".join(cmd))
+            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+            print(r.stderr.rstrip())
+            if r.returncode == 0:
+                raise Failure("the restore succeeded without the removed file")
+            if os.path.basename(victim) not in r.stderr:
+                raise Failure(f"the error does not name {victim}")
+            # Nothing of the tree may be left: no process, no zombie, no stand-in.
+            left = [p for p in pids if os.path.exists(f"/proc/{p}")]
+            if left:
+                raise Failure(f"processes left behind by the failed restore: {left}")
+            ok = True
+            log(f"{a.name} ({a.mode}): PASS")
+            return 0
 
         pidfile = os.path.join(tmp, "restored.pid")
         deadline = time.monotonic() + 10

@@ -18,9 +18,12 @@
  * After the restore every process checks its pid, parent, group, session, a 256 KiB buffer
  * and that its threads run, passes SIGTERM to its children and reports through its exit
  * status; R prints PASS only if every child and the zombie reported as expected.
+ * S2 holds s2.txt open: e2e.tree.restore-fails removes it after the dump and expects the
+ * restore to fail and to leave no process behind.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -161,6 +164,10 @@ static void role_s3(void) {
 }
 
 static void role_s2(void) {
+    /* A file only S2 has open: the restore-fails mode removes it after the dump, so that
+     * the restore fails deep in the tree, after most processes exist. */
+    if (open("s2.txt", O_RDWR | O_CREAT, 0600) < 0)
+        zdtm_fail("S2: open s2.txt: %s", strerror(errno));
     record("S2", 1);
     spawn(role_s3);
     member_main();
