@@ -6,6 +6,8 @@
 
 #include <cstring>
 #include <fstream>
+#include <future>
+#include <memory>
 
 #include <fmt/ranges.h>
 #include <google/protobuf/util/json_util.h>
@@ -195,6 +197,12 @@ Status preflight_tree(pid_t root, const Options& opts, Log& log) {
 }
 
 Status dump_process(DumpContext& ctx, SeizedProcess& sp, FilesDumper& files, ProcessImages& out) {
+    TRY_VOID(dump_process_state(ctx, sp, out));
+    TRY_VOID(dump_process_pages(ctx, sp, out));
+    return dump_process_files(ctx, sp, files, out);
+}
+
+Status dump_process_state(DumpContext& ctx, SeizedProcess& sp, ProcessImages& out) {
     pid_t pid = sp.pid();
     TRY_VOID(ctx.checkpoint("threads"));
     ProcStat stat = TRY(read_stat(pid));
@@ -230,12 +238,17 @@ Status dump_process(DumpContext& ctx, SeizedProcess& sp, FilesDumper& files, Pro
     }
     for (const DumpVma& v : out.vmas)
         *out.mm.add_vmas() = v.vma;
-    TRY_VOID(dump_pages(ctx, sp.main_thread(), out.vmas, out.mm, out.parent_hashes, out.hashes));
-
-    TRY_VOID(ctx.checkpoint("fds"));
-    TRY_VOID(files.dump_process_fds(pid, ctx.opts, ctx.log, ctx.dir.fd()));
-    TRY_VOID(dump_fs_info(pid, out.fs));
     return {};
+}
+
+Status dump_process_pages(DumpContext& ctx, SeizedProcess& sp, ProcessImages& out) {
+    return dump_pages(ctx, sp.main_thread(), out.vmas, out.mm, out.parent_hashes, out.hashes);
+}
+
+Status dump_process_files(DumpContext& ctx, SeizedProcess& sp, FilesDumper& files, ProcessImages& out) {
+    TRY_VOID(ctx.checkpoint("fds"));
+    TRY_VOID(files.dump_process_fds(sp.pid(), ctx.opts, ctx.log, ctx.dir.fd()));
+    return dump_fs_info(sp.pid(), out.fs);
 }
 
 Status write_process_images(DumpContext& ctx, const ProcessImages& img) {
@@ -282,10 +295,40 @@ Status run_dump(const Options& opts, Log& log) {
     FilesDumper files;
     std::set<std::pair<uint64_t, uint64_t>> shared_dumped;
     std::vector<images::PstreeEntry> pstree;
-    ProcessImages root_img;
-    for (const TreeMember& m : tree->members()) {
+    // One live process on its way: its images and page hashes until they are written.
+    struct Member {
+        ProcessImages img;
+        PageHashes parent;
+        PageHashes hashes;
+    };
+    std::vector<std::unique_ptr<Member>> done(tree->members().size());
+    auto finish_member = [&](size_t i) -> Status {
+        Member& mb = *done[i];
+        const pid_t mpid = tree->members()[i].pid;
+        if (opts.track_mem)
+            TRY_VOID(mb.hashes.save(ctx.dir, mpid));
+        TRY_VOID_CTX(write_process_images(ctx, mb.img), "dumping pid {}", mpid);
+        pstree[i] = mb.img.pstree;
+        return {};
+    };
+    // The pages of one process are written on a thread of their own while the next process's
+    // state, memory map and fds are read (ptrace must stay on this thread; reading memory
+    // and PAGEMAP_SCAN need not): one page job at a time, joined before the next starts and
+    // on every error path (the future's destructor) before anything it uses goes away.
+    std::future<Status> pages_job;
+    size_t pages_of = 0;
+    auto join_pages = [&]() -> Status {
+        if (!pages_job.valid())
+            return {};
+        Status st = pages_job.get();
+        TRY_VOID_CTX(std::move(st), "dumping pid {}", tree->members()[pages_of].pid);
+        return finish_member(pages_of);
+    };
+    pstree.resize(tree->members().size());
+    for (size_t i = 0; i < tree->members().size(); ++i) {
+        const TreeMember& m = tree->members()[i];
         if (m.zombie) {
-            images::PstreeEntry e;
+            images::PstreeEntry& e = pstree[i];
             e.set_pid(m.pid);
             e.set_ppid(m.ppid);
             e.set_pgid(m.pgid);
@@ -294,27 +337,24 @@ Status run_dump(const Options& opts, Log& log) {
             e.set_zombie(true);
             e.set_exit_code(m.exit_status);
             e.set_comm(m.comm);
-            pstree.push_back(std::move(e));
             continue;
         }
-        PageHashes parent = TRY(load_parent_hashes(opts, ctx.dir, m.pid, log));
-        PageHashes hashes;
-        ProcessImages img;
-        img.parent_hashes = parent.empty() ? nullptr : &parent;
-        img.hashes = opts.track_mem ? &hashes : nullptr;
-        img.shared_dumped = &shared_dumped;
-        TRY_VOID_CTX(dump_process(ctx, *m.sp, files, img), "dumping pid {}", m.pid);
-        img.pstree.set_ppid(m.ppid);
-        if (opts.track_mem)
-            TRY_VOID(hashes.save(ctx.dir, m.pid));
-        TRY_VOID_CTX(write_process_images(ctx, img), "dumping pid {}", m.pid);
-        pstree.push_back(img.pstree);
-        img.parent_hashes = nullptr;
-        img.hashes = nullptr;
-        img.shared_dumped = nullptr;
-        if (m.pid == pid)
-            root_img = std::move(img);
+        done[i] = std::make_unique<Member>();
+        Member& mb = *done[i];
+        mb.parent = TRY(load_parent_hashes(opts, ctx.dir, m.pid, log));
+        mb.img.parent_hashes = mb.parent.empty() ? nullptr : &mb.parent;
+        mb.img.hashes = opts.track_mem ? &mb.hashes : nullptr;
+        mb.img.shared_dumped = &shared_dumped;
+        TRY_VOID_CTX(dump_process_state(ctx, *m.sp, mb.img), "dumping pid {}", m.pid);
+        mb.img.pstree.set_ppid(m.ppid);
+        TRY_VOID_CTX(dump_process_files(ctx, *m.sp, files, mb.img), "dumping pid {}", m.pid);
+        TRY_VOID(join_pages());
+        pages_of = i;
+        SeizedProcess* sp = m.sp;
+        pages_job = std::async(std::launch::async, [&ctx, sp, &mb] { return dump_process_pages(ctx, *sp, mb.img); });
     }
+    TRY_VOID(join_pages());
+    ProcessImages& root_img = done[0]->img;
     TRY_VOID(ctx.checkpoint("images"));
     TRY_VOID_CTX(files.finish(ctx.dir.fd()), "dumping pid {}", pid);
     TRY_VOID(ctx.checkpoint("ipc"));

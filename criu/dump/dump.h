@@ -74,6 +74,13 @@ struct ProcessImages {
 // pages-/pagemap-/fdinfo- images as it goes; the rest is left in `out` for write_process_images.
 Status dump_process(DumpContext& ctx, SeizedProcess& sp, FilesDumper& files, ProcessImages& out);
 
+// dump_process in three parts, in this order (a tree dump writes one process's pages on another
+// thread while it reads the next process's state): thread and process state and the memory
+// map (ptrace: the seizing thread only); the pages (any thread); fds and fs.
+Status dump_process_state(DumpContext& ctx, SeizedProcess& sp, ProcessImages& out);
+Status dump_process_pages(DumpContext& ctx, SeizedProcess& sp, ProcessImages& out);
+Status dump_process_files(DumpContext& ctx, SeizedProcess& sp, FilesDumper& files, ProcessImages& out);
+
 // Writes core-, mm- and fs-<pid>.img.
 Status write_process_images(DumpContext& ctx, const ProcessImages& img);
 
