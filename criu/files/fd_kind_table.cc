@@ -62,8 +62,7 @@ const FdKindOps kTable[] = {
     // read it back (or recreating it would act on the world), so they are found before the freeze.
     refused("fanotify", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:[fanotify]"); },
             "fanotify instance (its marks cannot be listed back from the kernel: not supported)"),
-    refused("pidfd", images::FD_PIDFD, [](const FdView& v) { return link_is(v, "anon_inode:[pidfd]"); },
-            "pidfd (not supported yet)"),
+    kPidfdKind,
     refused("io_uring", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:[io_uring]"); },
             "io_uring instances cannot be checkpointed"),
     refused("bpf map", std::nullopt, [](const FdView& v) { return link_is(v, "anon_inode:bpf-map"); },

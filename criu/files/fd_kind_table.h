@@ -144,5 +144,6 @@ extern const FdKindOps kMemfdKind;
 extern const FdKindOps kPtyMasterKind;
 extern const FdKindOps kPtySlaveKind;
 extern const FdKindOps kNetlinkKind;
+extern const FdKindOps kPidfdKind;
 
 }  // namespace criu

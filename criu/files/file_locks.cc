@@ -89,11 +89,13 @@ Expected<std::vector<images::FileLock>> parse_fdinfo_locks(std::string_view fdin
     return out;
 }
 
-std::string describe_lock(const images::FileLock& l) {
-    std::string range = l.kind() == images::LOCK_FLOCK ? std::string("the whole file")
-                        : l.to_eof() ? fmt::format("bytes {}-EOF", l.start())
-                                     : fmt::format("bytes {}-{}", l.start(), l.end());
-    return fmt::format("{} {} lock on {}", kind_name(l.kind()), l.write() ? "write" : "read", range);
+std::string describe_lock(const images::FileLock& l, const std::string& path) {
+    std::string what = fmt::format("{} {} lock on ", kind_name(l.kind()), l.write() ? "write" : "read");
+    if (l.kind() == images::LOCK_FLOCK)
+        return what + (path.empty() ? std::string("the whole file") : path);
+    std::string range =
+        l.to_eof() ? fmt::format("bytes {}-EOF", l.start()) : fmt::format("bytes {}-{}", l.start(), l.end());
+    return what + range + (path.empty() ? std::string() : " of " + path);
 }
 
 Status validate_lock(const images::FileLock& l) {

@@ -19,8 +19,9 @@ namespace criu {
 Expected<images::FileLock> parse_lock_line(std::string_view value);
 // Every "lock:" line of an fdinfo text.
 Expected<std::vector<images::FileLock>> parse_fdinfo_locks(std::string_view fdinfo);
-// "POSIX write lock on bytes 5-14", for messages.
-std::string describe_lock(const images::FileLock& l);
+// "POSIX write lock on bytes 5-14", "flock read lock on the whole file"; with a path: "POSIX
+// write lock on bytes 5-14 of /tmp/x", "flock read lock on /tmp/x". For messages.
+std::string describe_lock(const images::FileLock& l, const std::string& path = {});
 // Hostile-image checks.
 Status validate_lock(const images::FileLock& l);
 // Takes the lock again on `fd` in the calling process, without waiting: a lock somebody

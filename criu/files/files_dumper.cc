@@ -28,8 +28,8 @@ Expected<std::vector<images::FileLock>> fd_locks(const FdView& v, const Options&
     if (!locks)
         return failf(locks.error().err(), "{}: {} ({})", v.where(), locks.error().message(), v.link);
     if (!locks->empty() && !opts.file_locks)
-        return failf(ENOTSUP, "{}: holds a {} on {}; use --file-locks to checkpoint file locks", v.where(),
-                     describe_lock(locks->front()), v.path());
+        return failf(ENOTSUP, "{}: holds a {}; use --file-locks to checkpoint file locks", v.where(),
+                     describe_lock(locks->front(), v.path()));
     return locks;
 }
 
@@ -144,7 +144,7 @@ Status FilesDumper::dump_process_fds(pid_t pid, const Options& opts, Log& log, i
                                   .second
                             : !shared;
             if (keep) {
-                log.info("files", "{}: {} on {}", v.where(), describe_lock(l), v.path());
+                log.info("files", "{}: {}", v.where(), describe_lock(l, v.path()));
                 *fe.add_locks() = std::move(l);
             }
         }

@@ -78,7 +78,8 @@ Status FilesRestorerState::load_files(Log& log) {
             return failf(EINVAL, "{}: file id {} is {}", where, e.id(), e.id() == 0 ? "zero" : "a duplicate");
         const FdKindOps* k = fd_kind_ops(e.kind());
         if (!k)
-            return failf(ENOTSUP, "{}: kind {} cannot be restored", where, images::FdKind_Name(e.kind()));
+            return failf(ENOTSUP, "{}: kind {} cannot be restored", where,
+                         images::FdKind_IsValid(e.kind()) ? images::FdKind_Name(e.kind()) : std::to_string(e.kind()));
         TRY_VOID_CTX(k->validate(e), "{}", where);
         if (k->validate_at)
             TRY_VOID_CTX(k->validate_at(dirfd.get(), e), "{}", where);

@@ -146,8 +146,8 @@ TEST_CASE("hostile files images are refused with file, record and value named") 
         CHECK_THAT(h.load(), Catch::Contains("/tmp/x: ghost file name \"../../etc/passwd\" is not a plain file name"));
     }
     SECTION("a kind that cannot be restored") {
-        h.files[0].set_kind(images::FD_PIDFD);
-        CHECK_THAT(h.load(), Catch::Contains("files.img record 1 (file id 1): kind FD_PIDFD cannot be restored"));
+        h.files[0].set_kind(static_cast<images::FdKind>(99));  // written by a newer criu
+        CHECK_THAT(h.load(), Catch::Contains("files.img record 1 (file id 1): kind 99 cannot be restored"));
     }
     SECTION("duplicate file id") {
         h.files[1].set_id(1);

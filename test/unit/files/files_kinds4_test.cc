@@ -130,6 +130,8 @@ TEST_CASE("lock lines of fdinfo") {
     auto f = parse_lock_line("1: FLOCK  ADVISORY  READ 32231 fe:00:10953470 0 EOF");
     REQUIRE(f);
     CHECK(describe_lock(*f) == "flock read lock on the whole file");
+    CHECK(describe_lock(*f, "/tmp/x") == "flock read lock on /tmp/x");
+    CHECK(describe_lock(*w, "/tmp/x") == "POSIX write lock on bytes 5-14 of /tmp/x");
 
     auto lease = parse_lock_line("1: LEASE  ACTIVE    READ 1234 fe:00:77 0 EOF");
     REQUIRE_FALSE(lease);
