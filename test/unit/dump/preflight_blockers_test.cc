@@ -153,3 +153,62 @@ TEST_CASE("dry run lists every blocker of a process without stopping it; a real 
     waitpid(pid, nullptr, 0);
     std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("dry run of a tree lists the blockers of every process in it") {
+    // R forks A and B; each child opens an io_uring. R itself has no blocker.
+    int info[2];
+    REQUIRE(pipe(info) == 0);
+    pid_t root = fork();
+    REQUIRE(root >= 0);
+    if (root == 0) {
+        close(info[0]);
+        for (int i = 0; i < 2; i++) {
+            pid_t c = fork();
+            if (c == 0) {
+                struct io_uring_params p;
+                std::memset(&p, 0, sizeof p);
+                int fd = int(syscall(__NR_io_uring_setup, 4, &p));
+                int msg[2] = {getpid(), fd};
+                if (write(info[1], msg, sizeof msg) != sizeof msg)
+                    _exit(1);
+                for (;;)
+                    pause();
+            }
+        }
+        close(info[1]);
+        for (;;)
+            pause();
+    }
+    close(info[1]);
+    int kids[2][2];
+    REQUIRE(read(info[0], kids, sizeof kids) == sizeof kids);
+    close(info[0]);
+
+    Options opts;
+    opts.pid = root;
+    opts.images_dir = fmt::format("/tmp/criu-unit-tree-blockers-{}", getpid());
+    opts.dry_run = true;
+    Log log(0);
+    Status st = run_dump(opts, log);
+    REQUIRE_FALSE(st);
+    std::string msg = st.error().str();
+    INFO(msg);
+    CHECK_THAT(msg, Catch::Contains(fmt::format("the tree of pid {} (3 processes) cannot be dumped", root)));
+    for (auto& k : kids)
+        if (k[1] >= 0)
+            CHECK_THAT(msg, Catch::Contains(fmt::format("pid {} fd {}: io_uring instances cannot be checkpointed",
+                                                        k[0], k[1])));
+    for (auto& k : kids)
+        CHECK(state_of(k[0]) == 'S');
+    opts.dry_run = false;
+    Status real = run_dump(opts, log);
+    REQUIRE_FALSE(real);
+    CHECK(real.error().str() == msg);
+    CHECK(state_of(root) == 'S');
+
+    for (auto& k : kids)
+        kill(k[0], SIGKILL);
+    kill(root, SIGKILL);
+    waitpid(root, nullptr, 0);
+    std::filesystem::remove_all(opts.images_dir);
+}
