@@ -81,6 +81,27 @@ Status plan_process(Prepared& pr, const ImageDir& dir, const images::Inventory& 
         log.info("restore", "pid {}: no pagemap image: every anonymous page starts as zero", pid);
     }
     pr.files = TRY(open_vma_files(pr.p.mm, pid, inv.dump_time_unix_ns(), log, shared));
+    if (shared && !shared->filled.empty()) {
+        // A memfd the fds also refer to comes with its content: its pages are not filled
+        // again (a write-sealed one could not even be mapped writable to fill it).
+        const auto& vmas = pr.p.mm.vmas();
+        for (int i = 0; i < vmas.size(); i++) {
+            const auto& v = vmas[i];
+            if (v.kind() != images::VMA_MEMFD_SHARED || !shared->filled.contains({v.dev(), v.shmid()}) ||
+                !pr.pages.vma_filled[size_t(i)])
+                continue;
+            uint64_t dropped = 0;
+            std::erase_if(pr.pages.runs, [&](const PlannedRun& r) {
+                bool in = r.vaddr >= v.start() && r.vaddr < v.end();
+                if (in && r.source >= 0)
+                    dropped += r.nr_pages;
+                return in;
+            });
+            pr.pages.vma_filled[size_t(i)] = false;
+            pr.pages.pages_from_images -= std::min(dropped, pr.pages.pages_from_images);
+            log.debug("restore", "pid {}: {}: the memfd its fds use already holds its {} pages", pid, v.path(), dropped);
+        }
+    }
     log.info("restore", "pid {}: {} threads, {} VMAs, {} pages from images in {} runs, {} zeroed", pid,
              pr.p.core.threads_size(), pr.p.mm.vmas_size(), pr.pages.pages_from_images, pr.pages.runs.size(),
              pr.pages.pages_zeroed);
@@ -202,14 +223,15 @@ Expected<int> run_restore(const Options& opts, Log& log) {
         shm.note(members[i]->pr.p.mm);
         live.push_back(tree[i].pid());
     }
+    FilesRestorer files = TRY(FilesRestorer::load(dir.fd(), live, log));
+    shm.memfd_object = [&](uint64_t dev, uint64_t ino) { return files.memfd_for(dev, ino, log); };
     uint64_t pages_total = 0;
     for (auto& m : members)
         if (m) {
-            TRY_VOID(plan_process(m->pr, dir, hdr.inventory, log, tree.size() > 1 ? &shm : nullptr));
+            TRY_VOID(plan_process(m->pr, dir, hdr.inventory, log, &shm));
             pages_total += m->pr.pages.pages_from_images;
         }
     shm.fds.clear();  // every process holds its own reference now
-    FilesRestorer files = TRY(FilesRestorer::load(dir.fd(), live, log));
     if (live.size() > 1)
         TRY_VOID(files.prepare_shared(log));
     std::optional<SysvIpcRestorer> ipc = TRY(SysvIpcRestorer::load(dir.fd(), log));

@@ -133,11 +133,18 @@ Expected<VmaFiles> open_vma_files(const images::MmInfo& mm, pid_t pid, uint64_t 
                 if (v.kind() == images::VMA_ANON_SHARED) {
                     fd = TRY_CTX(create_shmem(size, v.shmid()), "{}", where);
                 } else {
-                    fd.reset(::memfd_create(memfd_name(v.path()).c_str(), MFD_CLOEXEC));
-                    if (!fd)
-                        return fail_errno("{}: memfd_create", where);
-                    if (::ftruncate(fd.get(), off_t(size)) < 0)
-                        return fail_errno("{}: sizing the memfd to {} bytes", where, size);
+                    if (shared && shared->memfd_object) {
+                        fd = TRY_CTX(shared->memfd_object(v.dev(), v.ino()), "{}", where);
+                        if (fd)
+                            shared->filled.insert(key);
+                    }
+                    if (!fd) {
+                        fd.reset(::memfd_create(memfd_name(v.path()).c_str(), MFD_CLOEXEC));
+                        if (!fd)
+                            return fail_errno("{}: memfd_create", where);
+                        if (::ftruncate(fd.get(), off_t(size)) < 0)
+                            return fail_errno("{}: sizing the memfd to {} bytes", where, size);
+                    }
                 }
                 if (shared) {
                     UniqueFd keep(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));

@@ -7,7 +7,9 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -30,6 +32,11 @@ struct VmaFiles {
 struct SharedMemObjects {
     std::map<std::pair<uint64_t, uint64_t>, uint64_t> size;  // the largest extent any process maps
     std::map<std::pair<uint64_t, uint64_t>, UniqueFd> fds;   // created by the first open_vma_files
+    // Memfds the dump also has open as fds: the object the fds get (FilesRestorer::memfd_for),
+    // already holding the content, so that mapping and fds are one memfd again. An empty
+    // UniqueFd: no fd refers to it.
+    std::function<Expected<UniqueFd>(uint64_t dev, uint64_t ino)> memfd_object;
+    std::set<std::pair<uint64_t, uint64_t>> filled;  // objects from memfd_object: no page filling
     // Adds the extents `mm` maps to `size`.
     void note(const images::MmInfo& mm);
 };

@@ -1,8 +1,9 @@
 /*
  * What the processes of a tree share, through a dump and restore:
  *   - MAP_SHARED anonymous memory written by the parent before the fork (1 MiB, pattern), and
- *     a memfd mapped MAP_SHARED by both (its fd closed): after the restore each process sees
- *     the other's writes, so both are one object again;
+ *     a memfd mapped MAP_SHARED by all and also open as an fd: after the restore each process
+ *     sees the others' writes, and the fd reads what the mappings wrote, so each is one
+ *     object again;
  *   - a pipe from the parent P to child C1 with data in flight at the dump, and data written
  *     after the restore arriving behind it;
  *   - an open file inherited by child C2 (one open file description): C2's write after the
@@ -118,7 +119,7 @@ int main(int argc, char **argv) {
     ZDTM_CHECK(mfd_fd >= 0 && ftruncate(mfd_fd, MEMFD_SIZE) == 0, "memfd: %s", strerror(errno));
     mfd = mmap(NULL, MEMFD_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd_fd, 0);
     ZDTM_CHECK(mfd != MAP_FAILED, "mmap memfd: %s", strerror(errno));
-    close(mfd_fd);
+    /* mfd_fd stays open: the mapping and the fd must come back as one memfd. */
     zdtm_fill(mfd, DATA_SIZE(MEMFD_SIZE), 2);
 
     int p[2];
@@ -174,6 +175,10 @@ int main(int argc, char **argv) {
     ZDTM_CHECK(*marker(shm, SHM_SIZE, SLOT_C3) == 0x33333333, "P: C3's write to shared memory is not seen");
     ZDTM_CHECK(*marker(mfd, MEMFD_SIZE, SLOT_C1) == 0x11111111, "P: C1's write to the memfd is not seen");
     ZDTM_CHECK(*marker(mfd, MEMFD_SIZE, SLOT_C3) == 0x33333333, "P: C3's write to the memfd is not seen");
+    uint32_t via_fd = 0;
+    ZDTM_CHECK(pread(mfd_fd, &via_fd, sizeof(via_fd), MEMFD_SIZE - PAGE + SLOT_C1 * sizeof(uint32_t)) ==
+                       (ssize_t)sizeof(via_fd) && via_fd == 0x11111111,
+               "P: C1's write through the mapping is not seen through the memfd's fd (%#x)", via_fd);
     off_t pos = lseek(file, 0, SEEK_CUR);
     ZDTM_CHECK(pos == 101, "P: the shared file offset is %lld after C2's write, expected 101", (long long)pos);
     char c = 0;
