@@ -180,9 +180,29 @@ TEST_CASE("dry run of a tree lists the blockers of every process in it") {
             pause();
     }
     close(info[1]);
-    int kids[2][2];
-    REQUIRE(read(info[0], kids, sizeof kids) == sizeof kids);
+    int kids[2][2] = {{-1, -1}, {-1, -1}};
+    // Whatever happens below, nothing of the tree outlives the test (a child left behind
+    // would hold ctest's output pipe open).
+    struct KillTree {
+        pid_t root;
+        int (&kids)[2][2];
+        ~KillTree() {
+            for (auto& k : kids)
+                if (k[0] > 0)
+                    kill(k[0], SIGKILL);
+            kill(root, SIGKILL);
+            waitpid(root, nullptr, 0);
+        }
+    } cleanup{root, kids};
+    size_t got = 0;
+    while (got < sizeof kids) {
+        ssize_t n = read(info[0], reinterpret_cast<char*>(kids) + got, sizeof kids - got);
+        if (n <= 0)
+            break;
+        got += size_t(n);
+    }
     close(info[0]);
+    REQUIRE(got == sizeof kids);
 
     Options opts;
     opts.pid = root;
@@ -206,9 +226,5 @@ TEST_CASE("dry run of a tree lists the blockers of every process in it") {
     CHECK(real.error().str() == msg);
     CHECK(state_of(root) == 'S');
 
-    for (auto& k : kids)
-        kill(k[0], SIGKILL);
-    kill(root, SIGKILL);
-    waitpid(root, nullptr, 0);
     std::filesystem::remove_all(opts.images_dir);
 }
