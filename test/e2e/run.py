@@ -358,11 +358,12 @@ def main():
         log(f"{a.name} ({a.mode}): FAIL: {e}")
         show_logs(tmp)
     finally:
-        if pid is not None and pid_alive(pid):
-            try:
-                kill_and_reap_tree(tree_pids(pid), 5)
-            except Failure:
-                pass
+        # Whatever is left (the tree, or children a failed root left behind) was reparented to
+        # us, a subreaper: only our own descendants are killed here.
+        try:
+            kill_and_reap_tree(tree_pids(os.getpid())[1:], 5)
+        except Failure:
+            pass
         if ok and not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         elif not ok:
