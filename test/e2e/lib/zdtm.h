@@ -23,6 +23,10 @@ void zdtm_init(int argc, char **argv);
 void zdtm_ready(void);
 /* Blocks (sigsuspend) until the runner's SIGTERM arrives. */
 void zdtm_wait(void);
+/* For the root of a tree, before zdtm_ready(): waits (up to 10 s) until every live descendant's
+ * main thread sleeps in rt_sigsuspend (zdtm_wait), so that the runner's /proc snapshot never
+ * catches one between blocking SIGTERM and sleeping (SigBlk differs there). */
+void zdtm_wait_tree_suspended(void);
 /* Verdicts: print and exit. */
 void zdtm_pass(void) __attribute__((noreturn));
 void zdtm_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));

@@ -317,6 +317,7 @@ int main(int argc, char **argv) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
+    zdtm_wait_tree_suspended();
     zdtm_ready();
     zdtm_wait();
 

@@ -159,6 +159,7 @@ int main(int argc, char **argv) {
     close(rp[0]);
     ZDTM_CHECK(write(p[1], in_flight, sizeof(in_flight) - 1) == (ssize_t)sizeof(in_flight) - 1, "write pipe: %s",
                strerror(errno));
+    zdtm_wait_tree_suspended();
     zdtm_ready();
     zdtm_wait();
 
