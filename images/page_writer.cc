@@ -85,6 +85,20 @@ struct PageWriter::Impl {
     std::deque<std::shared_ptr<Job>> pending;  // in submission order, awaiting writing
     std::vector<std::thread> workers;
     bool stop = false;
+    // Jobs written out, kept with their buffers: a fresh 1 MiB buffer per frame costs a page
+    // fault per page (fresh memory, MACHINE-LIMITS.md), more than compressing it.
+    std::vector<std::shared_ptr<Job>> spare;
+
+    std::shared_ptr<Job> take_job() {
+        if (spare.empty())
+            return std::make_shared<Job>();
+        auto j = std::move(spare.back());
+        spare.pop_back();
+        j->error.clear();
+        j->plain = false;
+        j->done = false;
+        return j;
+    }
 
     ~Impl() { stop_workers(); }
 
@@ -124,7 +138,6 @@ struct PageWriter::Impl {
             {
                 std::lock_guard lk(mu);
                 job->error = std::move(err);
-                job->in = {};  // give the memory back early
                 job->done = true;
             }
             done_cv.notify_all();
@@ -247,6 +260,8 @@ struct PageWriter::Impl {
                 add_entry(PageEntry{job->vaddr, job->nr_pages, job->flags, 0, 0});
             else
                 TRY_VOID(emit(job->vaddr, job->nr_pages, job->flags, job->out.data(), job->out.size()));
+            if (!job->plain)
+                spare.push_back(std::move(job));
         }
     }
 
@@ -360,7 +375,7 @@ Status PageWriter::add_pages(uint64_t vaddr, const void* data, size_t nr_pages, 
             TRY_VOID(compress_frame(im.cctx.get(), im.opts.zstd_level, p, len, im.zbuf));
             TRY_VOID(im.emit(vaddr, n, flags, im.zbuf.data(), im.zbuf.size()));
         } else {
-            auto job = std::make_shared<Job>();
+            auto job = im.take_job();
             job->vaddr = vaddr;
             job->nr_pages = n;
             job->flags = flags;
