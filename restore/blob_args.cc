@@ -148,6 +148,15 @@ Expected<BlobArgs> BlobArgs::build(const BlobArgsInput& in) {
     b.args()->guards_off = uint32_t(off);
     b.args()->nr_guards = uint32_t(mm.guards_size());
 
+    const auto& lazy = in.pages->lazy_ranges;
+    off = b.reserve(lazy.size() * sizeof(blob_range), 8);
+    for (size_t i = 0; i < lazy.size(); i++) {
+        blob_range l{lazy[i].first, lazy[i].second};
+        std::memcpy(b.buf_.data() + off + i * sizeof(l), &l, sizeof(l));
+    }
+    b.args()->lazy_off = uint32_t(off);
+    b.args()->nr_lazy = uint32_t(lazy.size());
+
     // vDSO: where ours is now (the child inherits criu's), and where the process expects it.
     {
         blob_args* a = b.args();

@@ -51,6 +51,8 @@ const char* blob_step_name(uint32_t step) {
     case BLOB_STEP_SECCOMP: return "installing seccomp filter";
     case BLOB_STEP_READY: return "ready";
     case BLOB_STEP_DONE: return "done";
+    case BLOB_STEP_LAZY_UFFD: return "handing over the userfaultfd";
+    case BLOB_STEP_UFFD_SETUP: return "registering lazy memory with userfaultfd";
     default: return "an unknown step";
     }
 }
@@ -139,6 +141,10 @@ Error report_to_error(const blob_report& r, const BlobArgs& args, const Restored
         break;
     case BLOB_STEP_POSIX_TIMER:
         what += fmt::format(" id {}", r.detail);
+        break;
+    case BLOB_STEP_UFFD_SETUP:
+        if (r.detail != ~0ull)
+            what += fmt::format(" (lazy range #{})", r.detail);
         break;
     case BLOB_STEP_CREDS_BOUNDING:
     case BLOB_STEP_CREDS_AMBIENT:

@@ -222,7 +222,18 @@ bool vma_zero_is_free(const images::Vma& v) {
     return v.kind() != images::VMA_FILE_PRIVATE || vma_mapped_anonymously(v);
 }
 
-Expected<PagePlan> plan_pages(PageReader& reader, const images::MmInfo& mm, pid_t pid) {
+bool vma_can_be_lazy(const images::Vma& v) {
+    switch (v.kind()) {
+    case images::VMA_ANON_PRIVATE:
+    case images::VMA_STACK:
+    case images::VMA_HEAP:
+        return (v.prot() & PROT_WRITE) != 0;
+    default:
+        return false;
+    }
+}
+
+Expected<PagePlan> plan_pages(PageReader& reader, const images::MmInfo& mm, pid_t pid, bool lazy) {
     Planner p{reader, mm, pid, {}, {}, -1, 0, {}};
     p.plan.vma_filled.assign(size_t(mm.vmas_size()), false);
     const auto& entries = reader.entries();
@@ -244,7 +255,14 @@ Expected<PagePlan> plan_pages(PageReader& reader, const images::MmInfo& mm, pid_
                                      "dumped pages", pid, reader.pagemap_path(), k + 1, e.vaddr, cur,
                              images::VmaKind_Name(v.kind()));
             uint64_t stop = std::min(e.end(), v.end());
-            TRY_VOID_CTX(p.resolve(reader, cur, stop, !vma_zero_is_free(v), true), "pid {}", pid);
+            if (lazy && vma_can_be_lazy(v)) {
+                if (p.plan.lazy_ranges.empty() || p.plan.lazy_ranges.back().first != v.start())
+                    p.plan.lazy_ranges.emplace_back(v.start(), v.end());
+                if (!e.zero())
+                    p.plan.pages_lazy += (stop - cur) / kPageSize;
+            } else {
+                TRY_VOID_CTX(p.resolve(reader, cur, stop, !vma_zero_is_free(v), true), "pid {}", pid);
+            }
             cur = stop;
         }
     }

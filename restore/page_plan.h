@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "criu/core/error.h"
@@ -33,6 +34,10 @@ struct PagePlan {
     std::vector<bool> vma_filled;     // per MmInfo.vmas index: some run writes into it
     uint64_t pages_from_images = 0;
     uint64_t pages_zeroed = 0;
+    // With `lazy`: VMAs left empty for the lazy-pages daemon (whole VMAs, address order),
+    // and how many of their pages the images hold.
+    std::vector<std::pair<uint64_t, uint64_t>> lazy_ranges;
+    uint64_t pages_lazy = 0;
 };
 
 // Kinds of VMA whose pages the dump holds (private memory, COWed file pages, shared anon and
@@ -44,7 +49,12 @@ bool vma_mapped_anonymously(const images::Vma& v);
 // A fresh mapping reads as zero where the dump says "zero" (anonymous memory, shmem).
 bool vma_zero_is_free(const images::Vma& v);
 
-// `pid` names the process in messages.
-Expected<PagePlan> plan_pages(PageReader& reader, const images::MmInfo& mm, pid_t pid);
+// Private anonymous writable memory (heap, stack, anonymous mappings): what post-copy leaves
+// to the lazy-pages daemon. The rest (file COW pages, shared memory) is always filled.
+bool vma_can_be_lazy(const images::Vma& v);
+
+// `pid` names the process in messages. With `lazy`, VMAs that vma_can_be_lazy() and hold
+// dumped pages get no runs and are listed in lazy_ranges instead.
+Expected<PagePlan> plan_pages(PageReader& reader, const images::MmInfo& mm, pid_t pid, bool lazy = false);
 
 }  // namespace criu

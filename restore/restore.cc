@@ -22,6 +22,7 @@
 #include "restore/blob_args.h"
 #include "restore/blob_hole.h"
 #include "restore/host_info.h"
+#include "restore/lazy_pages.h"
 #include "restore/page_plan.h"
 #include "restore/pid_claim.h"
 #include "restore/process_images.h"
@@ -71,11 +72,14 @@ Expected<Prepared> load_process(const ImageDir& dir, const images::Inventory& in
 }
 
 Status plan_process(Prepared& pr, const ImageDir& dir, const images::Inventory& inv, Log& log,
-                    SharedMemObjects* shared) {
+                    SharedMemObjects* shared, bool lazy) {
     const pid_t pid = pr.p.entry.pid();
     if (TRY(dir.has(ImageType::Pagemap, pid))) {
         pr.reader.emplace(TRY_CTX(PageReader::open(dir, pid), "pid {}", pid));
-        pr.pages = TRY(plan_pages(*pr.reader, pr.p.mm, pid));
+        pr.pages = TRY(plan_pages(*pr.reader, pr.p.mm, pid, lazy));
+        if (lazy)
+            log.info("restore", "pid {}: {} pages in {} VMAs left to the lazy-pages daemon", pid,
+                     pr.pages.pages_lazy, pr.pages.lazy_ranges.size());
     } else {
         pr.pages.vma_filled.assign(size_t(pr.p.mm.vmas_size()), false);
         log.info("restore", "pid {}: no pagemap image: every anonymous page starts as zero", pid);
@@ -185,8 +189,6 @@ Expected<std::set<int>> check_sysv_vmas(const images::MmInfo& mm, const std::opt
 Status check_options(const Options& opts) {
     if (!opts.root.empty())
         return failf(ENOTSUP, "--root {}: restoring into another root directory is not supported", opts.root);
-    if (opts.lazy_pages)
-        return fail(ENOTSUP, "--lazy-pages: post-copy restore is not supported");
     return {};
 }
 
@@ -210,6 +212,10 @@ Expected<int> run_restore(const Options& opts, Log& log) {
         log.warn("restore", "dumped on kernel {}, restoring on {}: the vDSO layouts match, but its code may "
                             "differ", hdr.inventory.kernel_release(), host.kernel_release);
 
+    // Post-copy needs its daemon: asked first, so that a missing one costs nothing.
+    UniqueFd lazy_sock;
+    if (opts.lazy_pages)
+        lazy_sock = TRY(connect_lazy_daemon(dir.path()));
     // Phase 1: everything read and checked for every process, then every object the blobs need
     // opened (shared memory once for the tree), then what processes share (pipes, open files).
     std::vector<std::unique_ptr<TreeMember>> members(tree.size());
@@ -228,7 +234,7 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     uint64_t pages_total = 0;
     for (auto& m : members)
         if (m) {
-            TRY_VOID(plan_process(m->pr, dir, hdr.inventory, log, &shm));
+            TRY_VOID(plan_process(m->pr, dir, hdr.inventory, log, &shm, opts.lazy_pages));
             pages_total += m->pr.pages.pages_from_images;
         }
     shm.fds.clear();  // every process holds its own reference now
@@ -325,10 +331,12 @@ Expected<int> run_restore(const Options& opts, Log& log) {
             m->go_r.reset();
         }
     std::vector<std::unique_ptr<RestoredProcess>> procs;
+    std::vector<const TreeMember*> proc_members;  // parallel to procs
     for (size_t i = 0; i < tree.size(); i++) {
         if (!members[i])
             continue;
         TreeMember& m = *members[i];
+        proc_members.push_back(&m);
         procs.push_back(std::make_unique<RestoredProcess>(tree[i].pid(), i == 0 ? std::move(pidfd) : UniqueFd(),
                                                           m.pr.p, *m.args, std::move(m.report_r),
                                                           std::move(m.go_w), log));
@@ -336,8 +344,17 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     log.debug("restore", "pid {}: forked, waiting for the restorers of {} processes", pid, procs.size());
 
     // Phase 3 runs in every process at once; each reports ready once its threads are prepared.
-    for (auto& proc : procs)
-        TRY_VOID(proc->wait_ready());
+    for (size_t k = 0; k < procs.size(); k++) {
+        if (!lazy_sock) {
+            TRY_VOID(procs[k]->wait_ready());
+            continue;
+        }
+        const Prepared& mp = proc_members[k]->pr;
+        TRY_VOID(procs[k]->wait_ready([&](UniqueFd uffd) {
+            return send_lazy_process(lazy_sock.get(), mp.p.entry.pid(), uffd.get(), mp.pages.lazy_ranges);
+        }));
+    }
+    lazy_sock.reset();  // everything is handed over: the daemon exits once all is filled
     const uint64_t t_ready_us = us_since(t_fork) - t_fork_us;
     // Phase 4: all ready, now all released, the blob area removed behind each.
     bool area_removed = true;

@@ -64,19 +64,28 @@ Error RestoredProcess::error_from_report(const blob_report& r) {
     return report_to_error(r, args_, p_);
 }
 
-Status RestoredProcess::wait_ready() {
-    ReportRead rr = TRY(read_blob_report(report_fd_.get()));
-    if (rr.kind == ReportRead::Eof)
-        return std::unexpected(died("while restoring"));
-    if (rr.report.step != BLOB_STEP_READY)
-        return std::unexpected(error_from_report(rr.report));
-    if (!pidfd_) {
-        // Ready means waiting for go: the process exists and its pid cannot be reused yet.
-        pidfd_.reset(int(::syscall(SYS_pidfd_open, pid_, 0)));
-        if (!pidfd_)
-            return fail_errno("pidfd_open of the restored pid {}", pid_);
+Status RestoredProcess::wait_ready(const std::function<Status(UniqueFd uffd)>& on_uffd) {
+    for (;;) {
+        ReportRead rr = TRY(read_blob_report(report_fd_.get()));
+        if (rr.kind == ReportRead::Eof)
+            return std::unexpected(died("while restoring"));
+        if (rr.report.step != BLOB_STEP_READY && (rr.report.step != BLOB_STEP_LAZY_UFFD || !on_uffd))
+            return std::unexpected(error_from_report(rr.report));
+        if (!pidfd_) {
+            // A report means the restorer runs (waiting for criu): the process exists and its
+            // pid cannot be reused yet.
+            pidfd_.reset(int(::syscall(SYS_pidfd_open, pid_, 0)));
+            if (!pidfd_)
+                return fail_errno("pidfd_open of the restored pid {}", pid_);
+        }
+        if (rr.report.step == BLOB_STEP_READY)
+            return {};
+        // The restorer keeps its copy open until after go, so the number stays valid.
+        UniqueFd uffd(int(::syscall(SYS_pidfd_getfd, pidfd_.get(), int(rr.report.detail), 0)));
+        if (!uffd)
+            return fail_errno("pid {}: taking the restorer's userfaultfd (fd {})", pid_, rr.report.detail);
+        TRY_VOID(on_uffd(std::move(uffd)));
     }
-    return {};
 }
 
 // Reads whatever reports are queued (non-blocking): DONE is noted, anything else is the error.

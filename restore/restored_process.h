@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,9 @@ public:
     // Blocks until the restorer says every thread is prepared; a failure report or the
     // process's death becomes the error. A process criu did not fork itself (a member of a
     // tree, constructed with an empty pidfd) gets its pidfd here, once it is known to exist.
-    Status wait_ready();
+    // With `on_uffd` (post-copy), the restorer's userfaultfd is duplicated into criu (pidfd_getfd)
+    // and handed to it before the restorer may go on to ready.
+    Status wait_ready(const std::function<Status(UniqueFd uffd)>& on_uffd = {});
     // Seizes the threads, sends go, follows them out of rt_sigreturn, unmaps the blob area and
     // detaches; without ptrace, sends go and leaves the area (said in the log). Returns whether
     // the area is gone. Ends with the restorer's final report.

@@ -15,6 +15,7 @@
 #include "images/show.h"
 #include "kernel-feature-check/check_command.h"
 #include "migrate/cache/cache_command.h"
+#include "restore/lazy_pages.h"
 #include "restore/restore.h"
 
 namespace criu {
@@ -28,7 +29,6 @@ struct PlannedCommand {
 };
 constexpr PlannedCommand kPlanned[] = {
     {"page-server", "the page server"},
-    {"lazy-pages", "post-copy restore"},
     {"migrate", "live migration"},
     {"serve", "live migration"},
 };
@@ -94,6 +94,16 @@ int cmd_restore(const Options& opts) {
     return *r;
 }
 
+int cmd_lazy_pages(const Options& opts) {
+    Log log(opts.verbosity);
+    open_log(log, opts, "lazy-pages.log");
+    log.info("cli", "criu lazy-pages -D {}", opts.images_dir);
+    auto r = run_lazy_pages(opts, log);
+    if (!r)
+        return report(log, "lazy-pages", r.error());
+    return *r;
+}
+
 int cmd_show(const CommandArgs& cmd, const Options& opts) {
     std::string path = cmd.args.empty() ? opts.images_dir : cmd.args[0];
     if (cmd.backtraces) {
@@ -125,6 +135,8 @@ int run_command(const CommandArgs& cmd, const Options& opts) {
         return cmd_restore(opts);
     if (cmd.name == "show")
         return cmd_show(cmd, opts);
+    if (cmd.name == "lazy-pages")
+        return cmd_lazy_pages(opts);
     if (cmd.name == "cache") {
         if (cmd.cache_dir.empty()) {
             fmt::print(stderr, "Error (cache): no cache given: use --cache-dir DIR\n");

@@ -81,6 +81,8 @@ enum blob_step {
     BLOB_STEP_SECCOMP, /* detail: filter index */
     BLOB_STEP_READY,   /* not an error: every thread is prepared, waiting for go */
     BLOB_STEP_DONE,    /* not an error: every thread passed its last fallible step */
+    BLOB_STEP_LAZY_UFFD,  /* not an error: detail is the userfaultfd criu hands to lazy-pages */
+    BLOB_STEP_UFFD_SETUP, /* detail: lazy range index, or ~0 for the fd and its API */
     BLOB_STEP_COUNT
 };
 
@@ -263,6 +265,10 @@ struct blob_args {
     uint32_t nr_shared_pending;
     uint32_t seccomp_off;
     uint32_t nr_seccomp;
+    /* struct blob_range[]: VMAs left empty for post-copy (--lazy-pages), registered with a
+     * userfaultfd that criu passes to the lazy-pages daemon. */
+    uint32_t lazy_off;
+    uint32_t nr_lazy;
     uint32_t pad0;
 
     struct blob_mm mm;

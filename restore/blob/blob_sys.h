@@ -50,6 +50,8 @@
 #define NR_set_robust_list 273
 #define NR_rt_sigqueueinfo 129
 #define NR_seccomp 317
+#define NR_userfaultfd 323
+#define NR_ioctl 16
 #define NR_rseq 334
 #define NR_clone3 435
 

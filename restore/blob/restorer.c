@@ -311,6 +311,38 @@ static void fill_pages(struct blob_args* a) {
     }
 }
 
+/* Post-copy: the lazy VMAs stay empty and missing-page faults in them go to a userfaultfd,
+ * created here because a uffd acts on the mm of its creator. Created before the credentials
+ * change, while the process is still root: kernel-mode faults (a syscall touching a lazy
+ * page) need a uffd without UFFD_USER_MODE_ONLY, which needs CAP_SYS_PTRACE. The events keep
+ * the daemon's picture right when the process drops (MADV_DONTNEED), unmaps or moves
+ * (mremap) memory that is not filled yet. Returns the fd, or -1 without lazy ranges. */
+#define UFFD_API 0xAAull
+#define UFFD_FEATURE_EVENT_REMAP (1ull << 2)
+#define UFFD_FEATURE_EVENT_REMOVE (1ull << 3)
+#define UFFD_FEATURE_EVENT_UNMAP (1ull << 6)
+#define UFFDIO_API 0xc018aa3full
+#define UFFDIO_REGISTER 0xc020aa00ull
+#define UFFDIO_REGISTER_MODE_MISSING 1ull
+#define O_CLOEXEC_FLAG 02000000
+
+static int32_t register_lazy(struct blob_args* a) {
+    if (!a->nr_lazy)
+        return -1;
+    long fd = SYS1(NR_userfaultfd, O_CLOEXEC_FLAG);
+    CHECK(fd, BLOB_STEP_UFFD_SETUP, ~0ull);
+    uint64_t api[3] = {UFFD_API, UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP, 0};
+    CHECK(SYS3(NR_ioctl, fd, UFFDIO_API, api), BLOB_STEP_UFFD_SETUP, ~0ull);
+    struct blob_range* r = AT(a, a->lazy_off, struct blob_range);
+    for (uint32_t i = 0; i < a->nr_lazy; i++) {
+        uint64_t reg[4] = {r[i].start, r[i].end - r[i].start, UFFDIO_REGISTER_MODE_MISSING, 0};
+        CHECK(SYS3(NR_ioctl, fd, UFFDIO_REGISTER, reg), BLOB_STEP_UFFD_SETUP, i);
+    }
+    /* criu takes it with pidfd_getfd before it answers READY; closed with the service fds. */
+    report(a, BLOB_STEP_LAZY_UFFD, 0, (uint64_t)fd);
+    return (int32_t)fd;
+}
+
 static void protect_vmas(struct blob_args* a) {
     struct blob_vma* vmas = AT(a, a->vmas_off, struct blob_vma);
     for (uint32_t i = 0; i < a->nr_vmas; i++) {
@@ -571,6 +603,7 @@ HIDDEN __attribute__((noreturn, used)) void blob_main(struct blob_args* a) {
         drop_parked_vdso(a);
     map_vmas(a);
     fill_pages(a);
+    int32_t uffd = register_lazy(a);
     protect_vmas(a);
     set_mm(a);
     set_signals_and_itimers(a);
@@ -591,5 +624,7 @@ HIDDEN __attribute__((noreturn, used)) void blob_main(struct blob_args* a) {
     install_seccomp(a);
     report(a, BLOB_STEP_DONE, 0, 0);
     close_service_fds(a);
+    if (uffd >= 0)
+        SYS1(NR_close, uffd);
     blob_sigreturn(main_thread->frame);
 }

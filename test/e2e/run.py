@@ -215,6 +215,29 @@ def run_criu(args, criu, tmp, what, timeout=120):
     return r
 
 
+def start_lazy_daemon(criu, img, tmp):
+    """Checks that a lazy restore without a daemon fails cleanly, then starts the daemon."""
+    cmd = [criu, "restore", "-D", img, "-d", "--lazy-pages", "-o", "restore-nodaemon.log"]
+    log("$ " + " ".join(cmd))
+    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    if r.returncode == 0 or "no lazy-pages daemon" not in r.stderr:
+        raise Failure(f"restore --lazy-pages without a daemon: exit {r.returncode}, {r.stderr.strip()}")
+    cmd = [criu, "lazy-pages", "-D", img, "-o", "lazy-pages.log", "-v4", "--stats-json",
+           os.path.join(tmp, "lazy-stats.json")]
+    log("$ " + " ".join(cmd))
+    d = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    sock = os.path.join(img, "lazy-pages.socket")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(sock):
+        if d.poll() is not None:
+            raise Failure(f"criu lazy-pages exited with {d.returncode} before listening")
+        if time.monotonic() > deadline:
+            d.kill()
+            raise Failure("criu lazy-pages did not listen within 30 s")
+        time.sleep(0.01)
+    return d
+
+
 def show_logs(tmp):
     for root, _, files in os.walk(tmp):
         for name in sorted(files):
@@ -258,6 +281,8 @@ def main():
     ap.add_argument("--remove-after-dump", default="", help="file (relative to the workload's cwd)")
     ap.add_argument("--dump-args", default="", help="extra criu dump arguments")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    ap.add_argument("--lazy-pages", action="store_true",
+                    help="restore with --lazy-pages, served by a `criu lazy-pages` daemon")
     ap.add_argument("workload", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.workload[1:] if a.workload and a.workload[0] == "--" else a.workload
@@ -271,6 +296,7 @@ def main():
     os.mkdir(work)
     out_path = os.path.join(tmp, "out.log")
     pid = None
+    lazy = None
     ok = False
     try:
         with open(out_path, "a") as out:
@@ -333,7 +359,11 @@ def main():
 
         pidfile = os.path.join(tmp, "restored.pid")
         deadline = time.monotonic() + 10
-        run_criu(["restore", "-D", img, "-d", "--pidfile", pidfile, "-o", "restore.log", "-v4"],
+        restore_args = []
+        if a.lazy_pages:
+            lazy = start_lazy_daemon(a.criu, img, tmp)
+            restore_args = ["--lazy-pages"]
+        run_criu(["restore", "-D", img, "-d", "--pidfile", pidfile, "-o", "restore.log", "-v4"] + restore_args,
                  a.criu, tmp, "restore")
         restored = int(read_text(pidfile).strip())
         if restored != pid:
@@ -352,12 +382,20 @@ def main():
             raise Failure("restored process is not our child: cannot read its exit status")
         if last != "PASS" or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
             raise Failure(f"workload verdict: '{last}', wait status {status}\n{output}")
+        if a.lazy_pages:
+            rc = lazy.wait(timeout=120)
+            if rc != 0:
+                raise Failure(f"criu lazy-pages exited with {rc}")
+            log(f"lazy-pages stats: {read_text(os.path.join(tmp, 'lazy-stats.json')).strip()}")
         ok = True
         log(f"{a.name} ({a.mode}): PASS")
     except (Failure, subprocess.TimeoutExpired) as e:
         log(f"{a.name} ({a.mode}): FAIL: {e}")
         show_logs(tmp)
     finally:
+        if lazy is not None and lazy.poll() is None:
+            lazy.kill()
+            lazy.wait()
         # Whatever is left (the tree, or children a failed root left behind) was reparented to
         # us, a subreaper: only our own descendants are killed here.
         try:
