@@ -372,6 +372,13 @@ def main():
             raise Failure(f"restored process is not running: {read_text(out_path)}")
         after = snapshot_tree(pid)
         problems = compare_tree(before, after)
+        # With lazy pages the process may still be inside its first faults (a restarted
+        # sigsuspend reading its mask from a lazy page shows the real mask meanwhile): let it
+        # settle before judging.
+        settle = time.monotonic() + 10
+        while a.lazy_pages and problems and time.monotonic() < settle:
+            time.sleep(0.05)
+            problems = compare_tree(before, snapshot_tree(pid))
         if problems:
             raise Failure("after restore:\n" + "\n".join(problems))
         os.kill(pid, signal.SIGTERM)
