@@ -12,6 +12,7 @@
 #include "criu/backtrace/backtrace.h"
 #include "criu/backtrace/backtrace_report.h"
 #include "criu/dump/dump.h"
+#include "criu/dump/pre_copy.h"
 #include "images/show.h"
 #include "kernel-feature-check/check_command.h"
 #include "migrate/cache/cache_command.h"
@@ -77,7 +78,7 @@ int cmd_dump(const Options& opts, bool pre) {
     Log log(opts.verbosity);
     open_log(log, opts, pre ? "pre-dump.log" : "dump.log");
     log.info("cli", "criu {} -t {} -D {}", what, opts.pid, opts.images_dir);
-    auto r = pre ? run_pre_dump(opts, log) : run_dump(opts, log);
+    auto r = pre ? run_pre_dump(opts, log) : opts.pre_copy ? run_pre_copy_dump(opts, log) : run_dump(opts, log);
     if (!r)
         return report(log, what, r.error());
     return 0;

@@ -70,6 +70,11 @@ int main(int argc, char** argv) {
     app.add_option("--pidfile", opts.pidfile, "write the pid of the restored root here");
     app.add_option("--prev-images-dir", opts.prev_images_dir, "parent image directory of an incremental dump");
     app.add_flag("--track-mem", opts.track_mem, "track memory changes for the next incremental dump");
+    app.add_option("--track-agent-timeout", opts.track_agent_timeout_s,
+                   "seconds an idle dirty-tracking agent waits for the next dump (default 3600)");
+    app.add_flag("--pre-copy", opts.pre_copy, "dump: copy memory while the process runs, freeze only for the rest");
+    app.add_option("--max-downtime-ms", opts.max_downtime_ms,
+                   "dump --pre-copy: target for copying the last delta while frozen (default 100)");
     app.add_flag("--page-server", opts.page_server, "send pages to a page server");
     app.add_option("--address", opts.address, "page server address");
     app.add_option("--port", opts.port, "page server port")->check(CLI::Range(0, 65535));

@@ -23,6 +23,9 @@ struct Options {
     std::string pidfile;
     std::string prev_images_dir;
     bool track_mem = false;
+    unsigned track_agent_timeout_s = 3600;  // --track-agent-timeout: an idle tracking agent ends
+    bool pre_copy = false;                  // dump --pre-copy
+    unsigned max_downtime_ms = 100;         // --max-downtime-ms: pre-copy's target for the frozen copy
     bool page_server = false;
     std::string address;
     int port = 0;

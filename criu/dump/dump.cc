@@ -14,6 +14,7 @@
 
 #include "criu/core/proc_parse.h"
 #include "criu/core/remote_syscalls.h"
+#include "criu/dump/incremental.h"
 #include "criu/dump/page_dumper.h"
 #include "criu/dump/page_hashes.h"
 #include "criu/dump/process_state.h"
@@ -74,29 +75,6 @@ images::Inventory make_inventory(const ProcessImages& root) {
     }
     *inv.mutable_vdso() = vdso_layout(root.vmas);
     return inv;
-}
-
-// Hashes of the same process's pages in the previous image set (--prev-images-dir, relative to
-// the images directory as in CRIU). The parent set and its chain are validated first (a broken
-// parent would make this dump unrestorable); a parent without hashes only means every page is
-// written again.
-Expected<PageHashes> load_parent_hashes(const Options& opts, const ImageDir& dir, pid_t pid, Log& log) {
-    if (opts.prev_images_dir.empty())
-        return PageHashes();
-    std::string path = opts.prev_images_dir[0] == '/' ? opts.prev_images_dir : dir.path() + "/" + opts.prev_images_dir;
-    ImageDir pd = TRY_CTX(ImageDir::open(path), "parent image set {}", path);
-    TRY_CTX(pd.read_inventory(), "parent image set {}", path);
-    if (!TRY(pd.has(ImageType::Pagemap, pid)))
-        return PageHashes();
-    TRY_CTX(PageReader::open(pd, pid, true), "parent image set {}", path);
-    auto h = PageHashes::load(pd, pid);
-    if (!h) {
-        log.warn("dump", "ignoring the parent's page hashes: {}", h.error().str());
-        return PageHashes();
-    }
-    if (h->empty())
-        log.info("dump", "parent image set {} has no page hashes for pid {}: every page is written", path, pid);
-    return std::move(*h);
 }
 
 // Creates the image directory and removes an inventory left by an earlier dump, which would
@@ -242,7 +220,8 @@ Status dump_process_state(DumpContext& ctx, SeizedProcess& sp, ProcessImages& ou
 }
 
 Status dump_process_pages(DumpContext& ctx, SeizedProcess& sp, ProcessImages& out) {
-    return dump_pages(ctx, sp.main_thread(), out.vmas, out.mm, out.parent_hashes, out.hashes);
+    return dump_pages(ctx, sp.main_thread(), out.vmas, out.mm, out.parent_hashes, out.hashes,
+                      out.incremental ? out.incremental->plan() : nullptr);
 }
 
 Status dump_process_files(DumpContext& ctx, SeizedProcess& sp, FilesDumper& files, ProcessImages& out) {
@@ -259,7 +238,7 @@ Status write_process_images(DumpContext& ctx, const ProcessImages& img) {
     return {};
 }
 
-Status run_dump(const Options& opts, Log& log) {
+Status run_dump(const Options& opts, Log& log, LiveTracking* live_tracking) {
     InterruptGuard interrupt_guard;
     auto started = std::chrono::steady_clock::now();
     pid_t pid = opts.pid;
@@ -277,6 +256,8 @@ Status run_dump(const Options& opts, Log& log) {
     DumpContext ctx(opts, log, TRY(prepare_image_dir(opts)), kfc::KernelFeatures::detect());
     ctx.started = started;
     TRY_VOID(ctx.checkpoint("preflight"));
+    // The root's parent set is read before anything is frozen; the other members' once known.
+    auto root_inc = TRY(IncrementalDump::prepare(ctx, pid, IncrementalDump::Kind::Dump, live_tracking));
 
     TRY_VOID(ctx.checkpoint("seize"));
     auto t_seize = std::chrono::steady_clock::now();
@@ -295,18 +276,17 @@ Status run_dump(const Options& opts, Log& log) {
     FilesDumper files;
     std::set<std::pair<uint64_t, uint64_t>> shared_dumped;
     std::vector<images::PstreeEntry> pstree;
-    // One live process on its way: its images and page hashes until they are written.
+    // One live process on its way: its images and its relation to the parent set (hashes,
+    // dirty tracking) until they are written.
     struct Member {
         ProcessImages img;
-        PageHashes parent;
-        PageHashes hashes;
+        std::unique_ptr<IncrementalDump> inc;
     };
     std::vector<std::unique_ptr<Member>> done(tree->members().size());
     auto finish_member = [&](size_t i) -> Status {
         Member& mb = *done[i];
         const pid_t mpid = tree->members()[i].pid;
-        if (opts.track_mem)
-            TRY_VOID(mb.hashes.save(ctx.dir, mpid));
+        TRY_VOID_CTX(mb.inc->finish(), "dumping pid {}", mpid);
         TRY_VOID_CTX(write_process_images(ctx, mb.img), "dumping pid {}", mpid);
         pstree[i] = mb.img.pstree;
         return {};
@@ -341,14 +321,19 @@ Status run_dump(const Options& opts, Log& log) {
         }
         done[i] = std::make_unique<Member>();
         Member& mb = *done[i];
-        mb.parent = TRY(load_parent_hashes(opts, ctx.dir, m.pid, log));
-        mb.img.parent_hashes = mb.parent.empty() ? nullptr : &mb.parent;
-        mb.img.hashes = opts.track_mem ? &mb.hashes : nullptr;
+        mb.inc = m.pid == pid ? std::move(root_inc)
+                              : TRY(IncrementalDump::prepare(ctx, m.pid, IncrementalDump::Kind::Dump));
+        mb.img.parent_hashes = mb.inc->parent_hashes();
+        mb.img.hashes = mb.inc->hashes();
+        mb.img.incremental = mb.inc.get();
         mb.img.shared_dumped = &shared_dumped;
         TRY_VOID_CTX(dump_process_state(ctx, *m.sp, mb.img), "dumping pid {}", m.pid);
         mb.img.pstree.set_ppid(m.ppid);
         TRY_VOID_CTX(dump_process_files(ctx, *m.sp, files, mb.img), "dumping pid {}", m.pid);
         TRY_VOID(join_pages());
+        // Nothing runs in this process any more: collect its dirty pages now (or arm tracking
+        // for the next dump), on this thread, which owns ptrace.
+        TRY_VOID_CTX(mb.inc->before_pages(*m.sp), "dumping pid {}", m.pid);
         pages_of = i;
         SeizedProcess* sp = m.sp;
         pages_job = std::async(std::launch::async, [&ctx, sp, &mb] { return dump_process_pages(ctx, *sp, mb.img); });
@@ -368,6 +353,7 @@ Status run_dump(const Options& opts, Log& log) {
     TRY_VOID(ctx.checkpoint("inventory"));
     images::Inventory inv = make_inventory(root_img);
     inv.set_parent_dir(opts.prev_images_dir);
+    done[0]->inc->describe(inv);
     TRY_VOID(ctx.dir.write_inventory(inv));
 
     // The image set is complete: from here the tree is either gone or running again.
@@ -400,8 +386,7 @@ Status run_pre_dump(const Options& opts, Log& log) {
     TRY_VOID(preflight(pid, opts, log));
     DumpContext ctx(opts, log, TRY(prepare_image_dir(opts)), kfc::KernelFeatures::detect());
     ctx.started = started;
-    PageHashes parent = TRY(load_parent_hashes(opts, ctx.dir, pid, log));
-    PageHashes hashes;
+    auto inc = TRY(IncrementalDump::prepare(ctx, pid, IncrementalDump::Kind::PreDump));
 
     TRY_VOID(ctx.checkpoint("seize"));
     auto t_seize = std::chrono::steady_clock::now();
@@ -419,17 +404,18 @@ Status run_pre_dump(const Options& opts, Log& log) {
     img.vmas = TRY_CTX(collect_vmas(pid), "pre-dumping pid {}", pid);
     for (const DumpVma& v : img.vmas)
         *img.mm.add_vmas() = v.vma;
-    // A pre-dump exists to be followed by a dump: it always records page hashes.
-    TRY_VOID_CTX(dump_pages(ctx, sp->main_thread(), img.vmas, img.mm, parent.empty() ? nullptr : &parent, &hashes),
+    TRY_VOID_CTX(inc->before_pages(*sp), "pre-dumping pid {}", pid);
+    TRY_VOID_CTX(dump_pages(ctx, sp->main_thread(), img.vmas, img.mm, inc->parent_hashes(), inc->hashes(), inc->plan()),
                  "pre-dumping pid {}", pid);
     TRY_VOID(ctx.checkpoint("images"));
-    TRY_VOID(hashes.save(ctx.dir, pid));
+    TRY_VOID(inc->finish());
     TRY_VOID(write_one(ctx.dir, ImageType::Mm, pid, img.mm));
     TRY_VOID(write_one(ctx.dir, ImageType::Pstree, -1, img.pstree));
     TRY_VOID(ctx.checkpoint("inventory"));
     images::Inventory inv = make_inventory(img);
     inv.set_pre_dump(true);
     inv.set_parent_dir(opts.prev_images_dir);
+    inc->describe(inv);
     TRY_VOID(ctx.dir.write_inventory(inv));
 
     TRY_VOID_CTX(sp->resume(), "resuming pid {} after the pre-dump", pid);

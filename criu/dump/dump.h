@@ -41,13 +41,17 @@
 namespace criu {
 
 class PageHashes;
+class IncrementalDump;
+struct LiveTracking;
 
 // `criu dump -t PID`: pre-flight of the whole tree (nothing frozen), seize every thread of
 // every process below PID, collect, write images, then kill the tree (default) or resume it
 // exactly as it was (--leave-running). With --dry-run only the pre-flight runs and nothing is
 // written. On any error, SIGINT or SIGTERM every process is resumed as it was, nothing is left
 // in any of them, and no inventory.img exists.
-Status run_dump(const Options& opts, Log& log);
+// With `live` (dump --pre-copy, pre_copy.h): the parent is the last pre-copy round and the
+// dirty set comes from that tracker.
+Status run_dump(const Options& opts, Log& log, LiveTracking* live = nullptr);
 
 // `criu pre-dump -t PID`: memory only (mm-<pid>.img with the VMAs, pagemap/pages, pstree,
 // inventory with pre_dump set, pagehash-<pid>.bin), and the process always runs on. With
@@ -68,6 +72,7 @@ struct ProcessImages {
     // (dev, ino) of shared memory objects whose pages an earlier process of the tree already
     // dumped; this process's own are added. Null: dump every shared page.
     std::set<std::pair<uint64_t, uint64_t>>* shared_dumped = nullptr;
+    IncrementalDump* incremental = nullptr;     // parent set and dirty tracking (incremental.h), if any
 };
 
 // Dumps one seized process: thread and process state, memory map and pages, fds. Writes

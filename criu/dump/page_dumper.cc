@@ -1,6 +1,8 @@
 #include "criu/dump/page_dumper.h"
 
+#include <fcntl.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -29,12 +31,43 @@ constexpr size_t kMaxIov = 1024;  // IOV_MAX: process_vm_readv refuses more
 
 alignas(64) const uint8_t kZeroPage[kPage] = {};
 
-// A run of pages to read.
+// A run of pages to read, or (parent_only) to record as in the parent image without reading.
 struct Run {
     uint64_t start;
     uint64_t end;
     bool force;       // not readable by the target (PROT_NONE): read through /proc/PID/mem
     bool zero_holes;  // all-zero pages may be left out
+    bool parent_only = false;
+};
+
+// Reads another process's memory by pid: process_vm_readv, and /proc/PID/mem (which reads
+// through PROT_NONE) as the fallback. Works whether or not the process is stopped.
+class ProcMem {
+public:
+    explicit ProcMem(pid_t pid) : pid_(pid) {}
+    pid_t pid() const { return pid_; }
+    Status read_force(uint64_t addr, void* buf, size_t len) {
+        if (!fd_) {
+            fd_.reset(::open(fmt::format("/proc/{}/mem", pid_).c_str(), O_RDONLY | O_CLOEXEC));
+            if (!fd_)
+                return fail_errno("pid {}: cannot open /proc/{}/mem", pid_, pid_);
+        }
+        size_t done = 0;
+        while (done < len) {
+            ssize_t n = pread(fd_.get(), static_cast<char*>(buf) + done, len - done, off_t(addr + done));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                return failf(n < 0 ? errno : EFAULT, "pid {}: reading /proc/{}/mem at {:#x}", pid_, pid_,
+                             addr + done);
+            done += size_t(n);
+        }
+        return {};
+    }
+
+private:
+    pid_t pid_;
+    UniqueFd fd_;
 };
 
 // Pages of a buffer that go to the writer as one add_pages call, or (parent) pages equal to
@@ -53,6 +86,8 @@ struct Pending {
     size_t buf_page;
     bool force;
     bool zero_holes;
+    bool parent_only = false;  // nothing read: recorded as in the parent
+    bool unreadable = false;   // set by read_pending in tolerant mode: left out of the image
 };
 
 // A buffer on its way from the reading thread to the writer thread: what was read where, and
@@ -104,9 +139,23 @@ struct Classifier {
     size_t parent_cursor = 0;
     uint64_t zero_pages = 0;
     uint64_t parent_pages = 0;
+    std::vector<PageRange> unreadable;
 
     void segment(Batch& b) {
         for (const Pending& p : b.pend) {
+            if (p.unreadable) {
+                unreadable.push_back({p.vaddr, p.vaddr + p.pages * kPage});
+                continue;
+            }
+            if (p.parent_only) {
+                parent_pages += p.pages;
+                if (!b.segs.empty() && b.segs.back().parent &&
+                    b.segs.back().vaddr + uint64_t(b.segs.back().nr_pages) * kPage == p.vaddr)
+                    b.segs.back().nr_pages += uint32_t(p.pages);
+                else
+                    b.segs.push_back({p.vaddr, uint32_t(p.pages), 0, true});
+                continue;
+            }
             for (size_t i = 0; i < p.pages; ++i) {
                 size_t bp = p.buf_page + i;
                 uint64_t va = p.vaddr + i * kPage;
@@ -126,7 +175,7 @@ struct Classifier {
                 if (!b.segs.empty()) {
                     Segment& last = b.segs.back();
                     if (last.parent == from_parent && last.vaddr + uint64_t(last.nr_pages) * kPage == va &&
-                        last.buf_page + last.nr_pages == bp) {
+                        (from_parent || last.buf_page + last.nr_pages == bp)) {
                         ++last.nr_pages;
                         continue;
                     }
@@ -207,14 +256,27 @@ private:
     uint64_t write_us_ = 0;  // written by the thread, read after join
 };
 
-Status read_pending(Task& task, uint8_t* buf, const std::vector<Pending>& pend) {
+// Reads the runs of one buffer. In tolerant mode (the process runs on) a range that cannot be
+// read at all is marked unreadable instead of failing.
+Status read_pending(ProcMem& mem, uint8_t* buf, std::vector<Pending>& pend, bool tolerant) {
     std::vector<iovec> remote;
     remote.reserve(pend.size());
+    auto force = [&](Pending& p) -> Status {
+        Status st = mem.read_force(p.vaddr, buf + p.buf_page * kPage, p.pages * kPage);
+        if (!st && tolerant) {
+            p.unreadable = true;
+            return {};
+        }
+        return st;
+    };
     size_t i = 0;
     while (i < pend.size()) {
+        if (pend[i].parent_only) {
+            ++i;
+            continue;
+        }
         if (pend[i].force) {
-            TRY_VOID(task.read_mem_force(remote_ptr<void>(pend[i].vaddr), buf + pend[i].buf_page * kPage,
-                                         pend[i].pages * kPage));
+            TRY_VOID(force(pend[i]));
             ++i;
             continue;
         }
@@ -222,13 +284,13 @@ Status read_pending(Task& task, uint8_t* buf, const std::vector<Pending>& pend) 
         size_t j = i;
         size_t bytes = 0;
         remote.clear();
-        while (j < pend.size() && !pend[j].force && remote.size() < kMaxIov) {
+        while (j < pend.size() && !pend[j].force && !pend[j].parent_only && remote.size() < kMaxIov) {
             remote.push_back({reinterpret_cast<void*>(pend[j].vaddr), pend[j].pages * kPage});
             bytes += pend[j].pages * kPage;
             ++j;
         }
         iovec local{buf + pend[i].buf_page * kPage, bytes};
-        ssize_t got = process_vm_readv(task.pid(), &local, 1, remote.data(), remote.size(), 0);
+        ssize_t got = process_vm_readv(mem.pid(), &local, 1, remote.data(), remote.size(), 0);
         if (got < 0)
             got = 0;  // retried piecewise below, which names the failing range
         if (static_cast<size_t>(got) < bytes) {
@@ -238,8 +300,7 @@ Status read_pending(Task& task, uint8_t* buf, const std::vector<Pending>& pend) 
             for (size_t k = i; k < j; ++k) {
                 size_t len = pend[k].pages * kPage;
                 if (done + len > static_cast<size_t>(got))
-                    TRY_VOID(task.read_mem_force(remote_ptr<void>(pend[k].vaddr), buf + pend[k].buf_page * kPage,
-                                                 len));
+                    TRY_VOID(force(pend[k]));
                 done += len;
             }
         }
@@ -248,10 +309,53 @@ Status read_pending(Task& task, uint8_t* buf, const std::vector<Pending>& pend) 
     return {};
 }
 
+// Whether a pagemap word that says "swapped" is swapped data: not a PTE marker (swap type 31:
+// uffd-wp markers on never-populated PTEs, KERNEL-NOTES pitfall 2; guard regions; poison).
+bool swap_entry_is_data(uint64_t w) { return (w & kPmSwap) && !(w & kPmGuardRegion) && (w & 0x1f) != 0x1f; }
+
+// The pages of [start, end) whose raw pagemap entry is real swapped data.
+Expected<RangeSet> real_swap_pages(int pagemap_fd, pid_t pid, uint64_t start, uint64_t end) {
+    RangeSet out;
+    std::vector<uint64_t> words(8192);
+    for (uint64_t a = start; a < end;) {
+        size_t n = std::min<uint64_t>(words.size(), (end - a) / kPage);
+        ssize_t got = pread(pagemap_fd, words.data(), n * 8, off_t(a / kPage * 8));
+        if (got <= 0)
+            return fail_errno("pid {}: reading /proc/{}/pagemap at {:#x}", pid, pid, a);
+        size_t k = size_t(got) / 8;
+        for (size_t i = 0; i < k; ++i)
+            if (swap_entry_is_data(words[i]))
+                out.add(a + i * kPage, a + (i + 1) * kPage);
+        a += k * kPage;
+    }
+    return out;
+}
+
+// Splits a run of pages that hold data by the dirty plan: dirty pages and pages the parent does
+// not have are read, the rest is recorded as in the parent.
+void add_planned(std::vector<Run>& runs, const Run& r, const DirtyPlan* plan) {
+    if (!plan) {
+        runs.push_back(r);
+        return;
+    }
+    RangeSet whole{{r.start, r.end}};
+    RangeSet keep = whole.intersect(plan->parent_pages).subtract(plan->dirty);
+    uint64_t cur = r.start;
+    for (const PageRange& k : keep.ranges()) {
+        if (k.start > cur)
+            runs.push_back({cur, k.start, r.force, r.zero_holes});
+        runs.push_back({k.start, k.end, r.force, r.zero_holes, true});
+        cur = k.end;
+    }
+    if (cur < r.end)
+        runs.push_back({cur, r.end, r.force, r.zero_holes});
+}
+
 Expected<std::vector<Run>> find_runs(DumpContext& ctx, pid_t pid, const std::vector<DumpVma>& vmas,
-                                     images::MmInfo& mm) {
+                                     images::MmInfo& mm, const DirtyPlan* plan) {
     bool use_scan = ctx.features.has("pagemap_scan");
     PagemapScanner scanner = TRY(PagemapScanner::open(pid, use_scan));
+    UniqueFd raw_pagemap;
     std::vector<Run> runs;
     for (const DumpVma& v : vmas) {
         if (v.pages == PagePolicy::None)
@@ -263,7 +367,7 @@ Expected<std::vector<Run>> find_runs(DumpContext& ctx, pid_t pid, const std::vec
         if (v.pages == PagePolicy::Private)
             exclude |= kPageIsFile;
         auto regions = TRY_CTX(scanner.scan(v.vma.start(), v.vma.end(), kPageIsPresent | kPageIsSwapped | kPageIsGuard,
-                                            exclude, kPageIsGuard),
+                                            exclude, kPageIsGuard | kPageIsPresent | kPageIsSwapped),
                                "finding the pages of pid {}", pid);
         for (const auto& r : regions) {
             if (r.categories & kPageIsGuard) {
@@ -273,7 +377,20 @@ Expected<std::vector<Run>> find_runs(DumpContext& ctx, pid_t pid, const std::vec
                 g->set_end(r.end);
                 continue;
             }
-            runs.push_back({r.start, r.end, !v.maps.read, v.zero_pages_are_holes});
+            Run run{r.start, r.end, !v.maps.read, v.zero_pages_are_holes};
+            if (!(r.categories & kPageIsPresent)) {
+                // "Swapped" may be uffd-wp markers (a tracked process): keep real swap only.
+                if (!raw_pagemap) {
+                    raw_pagemap.reset(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
+                    if (!raw_pagemap)
+                        return fail_errno("pid {}: cannot open its pagemap", pid);
+                }
+                RangeSet real = TRY(real_swap_pages(raw_pagemap.get(), pid, r.start, r.end));
+                for (const PageRange& p : real.ranges())
+                    add_planned(runs, {p.start, p.end, run.force, run.zero_holes}, plan);
+                continue;
+            }
+            add_planned(runs, run, plan);
         }
     }
     ctx.log.debug("dump", "pid {}: {} page runs ({})", pid, runs.size(),
@@ -284,10 +401,16 @@ Expected<std::vector<Run>> find_runs(DumpContext& ctx, pid_t pid, const std::vec
 }  // namespace
 
 Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas, images::MmInfo& mm,
-                  const PageHashes* parent, PageHashes* hashes) {
+                  const PageHashes* parent, PageHashes* hashes, const DirtyPlan* plan) {
+    return dump_pages(ctx, task.pid(), vmas, mm, parent, hashes, plan);
+}
+
+Status dump_pages(DumpContext& ctx, pid_t pid, const std::vector<DumpVma>& vmas, images::MmInfo& mm,
+                  const PageHashes* parent, PageHashes* hashes, const DirtyPlan* plan) {
     auto t0 = std::chrono::steady_clock::now();
-    pid_t pid = task.pid();
-    std::vector<Run> runs = TRY(find_runs(ctx, pid, vmas, mm));
+    ProcMem mem(pid);
+    const bool tolerant = plan && plan->unreadable;
+    std::vector<Run> runs = TRY(find_runs(ctx, pid, vmas, mm, plan));
     uint64_t scanned = 0;
     for (const Run& r : runs)
         scanned += (r.end - r.start) / kPage;
@@ -306,7 +429,7 @@ Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas
         size_t used = 0;
         bool submitted_once = false;
         auto flush = [&]() -> Status {
-            TRY_VOID_CTX(read_pending(task, cur->buf, cur->pend), "reading the memory of pid {}", pid);
+            TRY_VOID_CTX(read_pending(mem, cur->buf, cur->pend, tolerant), "reading the memory of pid {}", pid);
             pipe.submit(cur);
             used = 0;
             if (!submitted_once) {
@@ -322,6 +445,13 @@ Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas
             return {};
         };
         for (const Run& r : runs) {
+            if (r.parent_only) {
+                // Nothing to read: no buffer space, only a place in the address order.
+                cur->pend.push_back({r.start, (r.end - r.start) / kPage, used, r.force, r.zero_holes, true});
+                if (cur->pend.size() == kMaxIov)
+                    TRY_VOID(flush());
+                continue;
+            }
             for (uint64_t a = r.start; a < r.end;) {
                 size_t take = std::min<uint64_t>(kBatchPages - used, (r.end - a) / kPage);
                 cur->pend.push_back({a, take, used, r.force, r.zero_holes});
@@ -344,6 +474,9 @@ Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas
     TRY_VOID_CTX(pw.finish(), "pages of pid {}", pid);
     write_us += micros_since(tf);
 
+    if (tolerant)
+        for (const PageRange& r : cls.unreadable)
+            plan->unreadable->add(r);
     const PageWriterStats& ps = pw.stats();
     ctx.stats.set_pages_skipped_zero(ctx.stats.pages_skipped_zero() + cls.zero_pages);
     ctx.stats.set_pages_skipped_parent(ctx.stats.pages_skipped_parent() + cls.parent_pages);

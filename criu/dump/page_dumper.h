@@ -12,18 +12,38 @@
 #include "criu/core/task.h"
 #include "criu/dump/dump_context.h"
 #include "criu/dump/vma_list.h"
+#include "migrate/track/dirty_set.h"
 #include "proto/mm.pb.h"
 
 namespace criu {
 
 class PageHashes;
 
+// An increment driven by exact dirty tracking (criu/dump/incremental.h, migrate/track/).
+// A page that holds data now is read again if it is in `dirty` or the parent image set has no
+// entry for it, and is recorded as PE_PARENT otherwise. A page that holds no data now is a hole
+// whatever the tracker said (so a page dropped without being written, which uffd-wp does not
+// report, can never come back from the parent).
+struct DirtyPlan {
+    RangeSet dirty;
+    RangeSet parent_pages;
+    // Pre-copy rounds read a running process: a range that cannot be read any more (unmapped
+    // meanwhile) is left out and added here instead of failing the dump; the next round must
+    // treat it as dirty.
+    RangeSet* unreadable = nullptr;
+};
+
 // Writes the pages of `vmas` (see PagePolicy) and adds the guard regions found to `mm`.
 // With `parent` (page hashes of this process in the previous image set, see page_hashes.h),
 // pages whose hash equals the parent's are recorded as PE_PARENT instead of written again.
 // With `hashes`, the hash of every page kept is recorded there, for the next increment.
-// Updates ctx.stats (pages scanned/written/skipped, bytes, memdump/memwrite times).
+// With `plan`, see DirtyPlan (`parent` still turns re-read pages with an unchanged hash into
+// PE_PARENT). Updates ctx.stats (pages scanned/written/skipped, bytes, memdump/memwrite times).
+// Swap entries that are uffd-wp markers (KERNEL-NOTES pitfall 2) are never taken for data.
 Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas, images::MmInfo& mm,
-                  const PageHashes* parent = nullptr, PageHashes* hashes = nullptr);
+                  const PageHashes* parent = nullptr, PageHashes* hashes = nullptr, const DirtyPlan* plan = nullptr);
+// The same for a process that is not stopped (pre-copy rounds): memory is read by pid.
+Status dump_pages(DumpContext& ctx, pid_t pid, const std::vector<DumpVma>& vmas, images::MmInfo& mm,
+                  const PageHashes* parent, PageHashes* hashes, const DirtyPlan* plan);
 
 }  // namespace criu

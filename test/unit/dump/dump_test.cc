@@ -493,6 +493,10 @@ TEST_CASE("pre-dump then dump with --prev-images-dir records unchanged pages as 
     REQUIRE(stats);
     CHECK(stats->pages_skipped_parent() >= kPatternedPages);
     CHECK(stats->pages_written() < stats->pages_skipped_parent());
+    // The pre-dump left a tracking agent behind; the dump asked it instead of hashing.
+    CHECK(stats->dirty_tracking() == "uffd-wp");
+    CHECK(stats->tracking_fallback().empty());
+    CHECK(inv->dirty_tracking() == "uffd-wp");
 
     // Through the chain, the buffer reads back whole.
     auto pr = PageReader::open(*d, c.pid, true);
