@@ -149,6 +149,12 @@ struct Classifier {
             }
             if (p.parent_only) {
                 parent_pages += p.pages;
+                // Unchanged since the parent: its hash still holds, and carrying it over keeps
+                // this set's hash file whole for a dump that has to fall back to hashes.
+                if (hashes && parent)
+                    for (size_t i = 0; i < p.pages; ++i)
+                        if (auto h = parent->find_from(parent_cursor, p.vaddr + i * kPage))
+                            hashes->add(p.vaddr + i * kPage, *h);
                 if (!b.segs.empty() && b.segs.back().parent &&
                     b.segs.back().vaddr + uint64_t(b.segs.back().nr_pages) * kPage == p.vaddr)
                     b.segs.back().nr_pages += uint32_t(p.pages);

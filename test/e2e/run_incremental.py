@@ -125,6 +125,19 @@ def main():
                     raise Failure(f"no tracking agent runs for pid {pid} after pre-dump {n}")
                 prev = f"pre{n}"
                 next_phase(pid, out_path, n, alive)
+            if a.mode == "chain":
+                # A dump that leaves the process running with --track-mem keeps the tracking going.
+                st = os.path.join(tmp, "mid.json")
+                base.run_criu(["dump", "-R", "--track-mem", "--prev-images-dir", f"../{prev}",
+                               "-D", os.path.join(tmp, "mid"), "-o", "dump.log", "--stats-json", st] + common,
+                              a.criu, tmp, "dump -R --track-mem")
+                s = stats(st)
+                log(f"dump -R: {s.get('dirty_tracking')!r}, {num(s.get('pages_dirty'))} dirty, "
+                    f"{num(s.get('pages_written'))} written")
+                if s.get("dirty_tracking") != "uffd-wp" or not base.pid_alive(pid) or not agents_of(pid):
+                    raise Failure(f"dump -R --track-mem did not keep the process and its tracking: {s}")
+                prev = "mid"
+                time.sleep(0.2)
             if a.mode == "agent-killed":
                 for agent in agents_of(pid):
                     log(f"killing tracking agent {agent}")
@@ -146,6 +159,10 @@ def main():
             else:
                 if s.get("dirty_tracking") != "hash" or not s.get("tracking_fallback"):
                     raise Failure(f"the dump did not report its fallback: {s}")
+                # The incremental pre-dumps carried their parents' hashes over: the fallback still
+                # finds the unchanged pages.
+                if num(s.get("pages_skipped_parent")) == 0:
+                    raise Failure("the hash fallback found no unchanged page")
 
         status = base.reap(pid)
         if status is None or not os.WIFSIGNALED(status):
