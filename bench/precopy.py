@@ -77,7 +77,7 @@ def fmt(values, unit):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--criu", default="build/bin/criu")
-    ap.add_argument("--dirtier", default="build/bench/bench-dirtier")
+    ap.add_argument("--dirtier", default="build/bin/bench-dirtier")
     ap.add_argument("--dir", default="/var/tmp")
     ap.add_argument("--size", type=int, default=1024, help="MiB")
     ap.add_argument("--pct", type=float, default=1.0, help="percent of the pages rewritten per second")
