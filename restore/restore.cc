@@ -194,7 +194,9 @@ Status check_options(const Options& opts) {
 
 }  // namespace
 
-Expected<int> run_restore(const Options& opts, Log& log) {
+Expected<int> run_restore(const Options& opts, Log& log) { return run_restore(opts, log, RestoreHooks{}); }
+
+Expected<int> run_restore(const Options& opts, Log& log, const RestoreHooks& hooks) {
     const auto t_start = Clock::now();
     TRY_VOID(check_options(opts));
     ImageDir dir = TRY(ImageDir::open(opts.images_dir));
@@ -356,6 +358,9 @@ Expected<int> run_restore(const Options& opts, Log& log) {
     }
     lazy_sock.reset();  // everything is handed over: the daemon exits once all is filled
     const uint64_t t_ready_us = us_since(t_fork) - t_fork_us;
+    // Live migration holds the whole tree here until the source has let go (RestoreHooks).
+    if (hooks.before_release)
+        TRY_VOID_CTX(hooks.before_release(pid), "pid {} restored but not released", pid);
     // Phase 4: all ready, now all released, the blob area removed behind each.
     bool area_removed = true;
     for (auto& proc : procs)

@@ -11,6 +11,8 @@
 // A failure at any step kills what was created and names the step, the pid/tid and the cause.
 #pragma once
 
+#include <functional>
+
 #include "criu/core/error.h"
 #include "criu/core/log.h"
 #include "criu/core/options.h"
@@ -20,5 +22,13 @@ namespace criu {
 // Returns the exit code for criu: 0 with -d (the process runs on, reparented when criu
 // exits); otherwise the restored process's own exit status, or 128+N if signal N killed it.
 Expected<int> run_restore(const Options& opts, Log& log);
+
+// Live migration's destination: `before_release` runs once the process is fully restored
+// and still held (every thread stopped before its rt_sigreturn), with its pid. An error
+// there kills the process and fails the restore, leaving nothing behind; success lets it run.
+struct RestoreHooks {
+    std::function<Status(pid_t)> before_release;
+};
+Expected<int> run_restore(const Options& opts, Log& log, const RestoreHooks& hooks);
 
 }  // namespace criu

@@ -17,22 +17,13 @@
 #include "kernel-feature-check/check_command.h"
 #include "migrate/cache/cache_command.h"
 #include "restore/lazy_pages.h"
+#include "migrate/live/migrate_source.h"
+#include "migrate/live/serve.h"
+#include "migrate/net/page_server.h"
 #include "restore/restore.h"
 
 namespace criu {
 namespace {
-
-// Commands of later milestones: known names, so a script gets a precise answer
-// and a non-zero exit rather than "unknown command".
-struct PlannedCommand {
-    const char* name;
-    const char* arrives_with;
-};
-constexpr PlannedCommand kPlanned[] = {
-    {"page-server", "the page server"},
-    {"migrate", "live migration"},
-    {"serve", "live migration"},
-};
 
 std::string join_path(const std::string& dir, const std::string& name) {
     if (name.empty() || name[0] == '/')
@@ -125,6 +116,47 @@ int cmd_show(const CommandArgs& cmd, const Options& opts) {
     return 0;
 }
 
+int cmd_page_server(const Options& opts) {
+    Log log(opts.verbosity);
+    open_log(log, opts, "page-server.log");
+    PageServerOptions po;
+    po.address = opts.address;
+    po.port = opts.port;
+    po.images_dir = opts.images_dir;
+    po.auth_key_file = opts.auth_key;
+    auto r = run_page_server(po, log);
+    return r ? 0 : report(log, "page-server", r.error());
+}
+
+int cmd_serve(const CommandArgs& cmd, const Options& opts) {
+    Log log(opts.verbosity);
+    open_log(log, opts, "serve.log");
+    ServeOptions so;
+    so.listen = cmd.listen;
+    so.cache_dir = cmd.cache_dir;
+    so.auth_key_file = opts.auth_key;
+    so.once = cmd.once;
+    so.pidfile = opts.pidfile;
+    so.base = opts;
+    auto r = run_serve(so, log);
+    return r ? 0 : report(log, "serve", r.error());
+}
+
+int cmd_migrate(const CommandArgs& cmd, const Options& opts) {
+    Log log(opts.verbosity);
+    open_log(log, opts, "migrate.log");
+    log.info("cli", "criu migrate -t {} --to {}", opts.pid, cmd.to);
+    MigrateOptions mo;
+    mo.base = opts;
+    mo.to = cmd.to;
+    mo.auth_key_file = opts.auth_key;
+    mo.cache_dir = cmd.cache_dir;
+    mo.max_downtime_ms = cmd.max_downtime_ms;
+    mo.post_copy = cmd.post_copy;
+    auto r = run_migrate(mo, log);
+    return r ? 0 : report(log, "migrate", r.error());
+}
+
 }  // namespace
 
 int run_command(const CommandArgs& cmd, const Options& opts) {
@@ -145,13 +177,12 @@ int run_command(const CommandArgs& cmd, const Options& opts) {
         }
         return run_cache_command(cmd.args, cmd.cache_dir, cmd.json);
     }
-    for (const auto& p : kPlanned) {
-        if (cmd.name == p.name) {
-            fmt::print(stderr, "Error ({}): this command is not part of criu {} yet; it comes with {}.\n", p.name,
-                       "0.1", p.arrives_with);
-            return 2;
-        }
-    }
+    if (cmd.name == "page-server")
+        return cmd_page_server(opts);
+    if (cmd.name == "serve")
+        return cmd_serve(cmd, opts);
+    if (cmd.name == "migrate")
+        return cmd_migrate(cmd, opts);
     fmt::print(stderr, "Error: unknown command '{}' (try criu --help)\n", cmd.name);
     return 1;
 }

@@ -17,6 +17,12 @@ struct CommandArgs {
     bool json = false;
     bool backtraces = false;
     std::string cache_dir;
+    // serve / migrate
+    std::string listen;          // serve --listen ADDR:PORT
+    std::string to;              // migrate --to ADDR:PORT
+    bool once = false;           // serve --once
+    int max_downtime_ms = 300;   // migrate --max-downtime-ms
+    bool post_copy = false;      // migrate --post-copy
 };
 
 // Runs one command; returns the process exit code. Prints the final error, if any,

@@ -90,7 +90,14 @@ int main(int argc, char** argv) {
     app.add_option("--feature", cmd.check_feature, "check: answer for one feature by exit code ('list' lists them)");
     app.add_flag("--json", cmd.json, "check, show --backtraces, cache: print JSON");
     app.add_flag("--backtraces", cmd.backtraces, "show: print each thread's call stack at the dump (text; JSON with --json)");
-    app.add_option("--cache-dir", cmd.cache_dir, "cache: the SSD cache directory");
+    app.add_option("--cache-dir", cmd.cache_dir, "cache, serve, migrate: the SSD cache directory");
+    app.add_option("--auth-key", opts.auth_key, "page-server, dump --page-server, serve, migrate: pre-shared key file");
+    app.add_option("--listen", cmd.listen, "serve: listen on ADDR:PORT");
+    app.add_option("--to", cmd.to, "migrate: the destination's criu serve, ADDR:PORT");
+    app.add_flag("--once", cmd.once, "serve: exit after one migration");
+    app.add_option("--max-downtime-ms", cmd.max_downtime_ms, "migrate: the pause the process may see")
+        ->check(CLI::Range(1, 3600000));
+    app.add_flag("--post-copy", cmd.post_copy, "migrate: post-copy the tail (not implemented)");
 
     std::vector<std::string> args = normalize_args(argc, argv);
     std::reverse(args.begin(), args.end());  // CLI11 wants them reversed

@@ -29,6 +29,7 @@ struct Options {
     bool page_server = false;
     std::string address;
     int port = 0;
+    std::string auth_key;             // --auth-key FILE (page server, serve, migrate)
     bool lazy_pages = false;
     std::string root;
     bool compress = false;

@@ -23,6 +23,7 @@
 #include "criu/ipc/sysv_ipc.h"
 #include "images/image_io.h"
 #include "images/page_reader.h"
+#include "migrate/net/page_server.h"
 
 namespace criu {
 
@@ -112,6 +113,15 @@ void write_stats(DumpContext& ctx) {
     f << json;
     if (!f)
         ctx.log.warn("dump", "cannot write {}: {}", ctx.opts.stats_json, std::strerror(errno));
+}
+
+// --page-server: pages go to the page server at --address:--port, the rest stays local.
+Expected<std::unique_ptr<PageServerClient>> connect_page_server(const Options& opts, DumpContext& ctx) {
+    if (!opts.page_server)
+        return std::unique_ptr<PageServerClient>();
+    auto ps = TRY(PageServerClient::connect(opts.address, opts.port, opts.auth_key, ctx.log));
+    ctx.page_sinks = ps->factory();
+    return ps;
 }
 
 }  // namespace
@@ -239,6 +249,13 @@ Status write_process_images(DumpContext& ctx, const ProcessImages& img) {
 }
 
 Status run_dump(const Options& opts, Log& log, LiveTracking* live_tracking) {
+    DumpHooks hooks;
+    hooks.live_tracking = live_tracking;
+    return run_dump(opts, log, hooks);
+}
+
+Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
+    LiveTracking* live_tracking = hooks.live_tracking;
     InterruptGuard interrupt_guard;
     auto started = std::chrono::steady_clock::now();
     pid_t pid = opts.pid;
@@ -256,6 +273,9 @@ Status run_dump(const Options& opts, Log& log, LiveTracking* live_tracking) {
     DumpContext ctx(opts, log, TRY(prepare_image_dir(opts)), kfc::KernelFeatures::detect());
     ctx.started = started;
     TRY_VOID(ctx.checkpoint("preflight"));
+    auto page_server = TRY(connect_page_server(opts, ctx));
+    if (hooks.page_sinks)
+        ctx.page_sinks = hooks.page_sinks;
     // The root's parent set is read before anything is frozen; the other members' once known.
     auto root_inc = TRY(IncrementalDump::prepare(ctx, pid, IncrementalDump::Kind::Dump, live_tracking));
 
@@ -272,6 +292,8 @@ Status run_dump(const Options& opts, Log& log, LiveTracking* live_tracking) {
             live.push_back(m.pid);
     if (auto problems = tree_sharing_problems(live); !problems.empty())
         return failf(ENOTSUP, "the tree of pid {} cannot be dumped: {}", pid, fmt::join(problems, "; "));
+    if (hooks.on_frozen)
+        hooks.on_frozen();
 
     FilesDumper files;
     std::set<std::pair<uint64_t, uint64_t>> shared_dumped;
@@ -355,6 +377,10 @@ Status run_dump(const Options& opts, Log& log, LiveTracking* live_tracking) {
     inv.set_parent_dir(opts.prev_images_dir);
     done[0]->inc->describe(inv);
     TRY_VOID(ctx.dir.write_inventory(inv));
+    if (page_server)
+        TRY_VOID_CTX(page_server->close(), "page server");
+    if (hooks.before_release)
+        TRY_VOID(hooks.before_release());
 
     // The image set is complete: from here the tree is either gone or running again.
     size_t nthreads = tree->thread_count();
@@ -386,6 +412,7 @@ Status run_pre_dump(const Options& opts, Log& log) {
     TRY_VOID(preflight(pid, opts, log));
     DumpContext ctx(opts, log, TRY(prepare_image_dir(opts)), kfc::KernelFeatures::detect());
     ctx.started = started;
+    auto page_server = TRY(connect_page_server(opts, ctx));
     auto inc = TRY(IncrementalDump::prepare(ctx, pid, IncrementalDump::Kind::PreDump));
 
     TRY_VOID(ctx.checkpoint("seize"));
@@ -417,6 +444,8 @@ Status run_pre_dump(const Options& opts, Log& log) {
     inv.set_parent_dir(opts.prev_images_dir);
     inc->describe(inv);
     TRY_VOID(ctx.dir.write_inventory(inv));
+    if (page_server)
+        TRY_VOID_CTX(page_server->close(), "page server");
 
     TRY_VOID_CTX(sp->resume(), "resuming pid {} after the pre-dump", pid);
     ctx.stats.set_frozen_time_us(micros_since(frozen_since));

@@ -24,6 +24,7 @@
 
 #include <set>
 #include <utility>
+#include <functional>
 #include <vector>
 
 #include "criu/core/error.h"
@@ -52,6 +53,17 @@ struct LiveTracking;
 // With `live` (dump --pre-copy, pre_copy.h): the parent is the last pre-copy round and the
 // dirty set comes from that tracker.
 Status run_dump(const Options& opts, Log& log, LiveTracking* live = nullptr);
+
+// What live migration changes in a dump: where the pages go, and a last step with the image
+// set complete and the process still frozen. An error there fails the dump, which resumes
+// the process as it was; success lets the dump kill it (or resume it with --leave-running).
+struct DumpHooks {
+    PageSinkFactory page_sinks;  // empty: the image directory (or --page-server)
+    std::function<void()> on_frozen;  // right after every thread is stopped
+    std::function<Status()> before_release;
+    LiveTracking* live_tracking = nullptr;  // see run_dump above
+};
+Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks);
 
 // `criu pre-dump -t PID`: memory only (mm-<pid>.img with the VMAs, pagemap/pages, pstree,
 // inventory with pre_dump set, pagehash-<pid>.bin), and the process always runs on. With

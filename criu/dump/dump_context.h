@@ -11,6 +11,7 @@
 #include "criu/core/log.h"
 #include "criu/core/options.h"
 #include "images/image_dir.h"
+#include "images/page_sink.h"
 #include "kernel-feature-check/features.h"
 #include "proto/stats.pb.h"
 
@@ -47,6 +48,8 @@ struct DumpContext {
     images::DumpStats stats;
     std::string fault_phase;  // from CRIU_FAULT_INJECT, empty when none
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    // Where pages go; empty: pages-/pagemap- images in `dir` (see images/page_sink.h).
+    PageSinkFactory page_sinks;
 
     // Called at the start of each phase: fails if the dump was interrupted by a signal, or if
     // this phase was chosen by CRIU_FAULT_INJECT. Every failure unwinds the same way.

@@ -16,7 +16,7 @@
 
 #include "criu/core/pagemap_scan.h"
 #include "criu/dump/page_hashes.h"
-#include "images/page_writer.h"
+#include "images/page_sink.h"
 
 namespace criu {
 
@@ -196,7 +196,7 @@ struct Classifier {
 // error anywhere in the reader leaves no thread behind.
 class WriterPipeline {
 public:
-    WriterPipeline(PageWriter& pw, Classifier& cls) : pw_(pw), cls_(cls) {
+    WriterPipeline(PageSink& pw, Classifier& cls) : pw_(pw), cls_(cls) {
         for (auto& b : batches_) {
             b.buf = static_cast<uint8_t*>(std::aligned_alloc(kPage, kBatchBytes));
             free_.push(&b);
@@ -251,7 +251,7 @@ private:
         }
     }
 
-    PageWriter& pw_;
+    PageSink& pw_;
     Classifier& cls_;  // used by the thread only until stop() returns
     Batch batches_[kBuffers];
     BatchQueue free_;
@@ -424,7 +424,10 @@ Status dump_pages(DumpContext& ctx, pid_t pid, const std::vector<DumpVma>& vmas,
 
     PageWriterOptions wo;
     wo.codec = ctx.opts.compress ? images::CODEC_ZSTD : images::CODEC_RAW;
-    PageWriter pw = TRY_CTX(PageWriter::create(ctx.dir, pid, wo), "pages of pid {}", pid);
+    // The image directory unless the dump sends its pages elsewhere (page server, migration).
+    std::unique_ptr<PageSink> sink = TRY_CTX(ctx.page_sinks ? ctx.page_sinks(pid, wo) : ImageDirPageSink::create(ctx.dir, pid, wo),
+                                             "pages of pid {}", pid);
+    PageSink& pw = *sink;
     uint64_t write_us = 0;
     Classifier cls;
     cls.parent = parent;
@@ -483,7 +486,7 @@ Status dump_pages(DumpContext& ctx, pid_t pid, const std::vector<DumpVma>& vmas,
     if (tolerant)
         for (const PageRange& r : cls.unreadable)
             plan->unreadable->add(r);
-    const PageWriterStats& ps = pw.stats();
+    const PageWriterStats ps = pw.stats();
     ctx.stats.set_pages_skipped_zero(ctx.stats.pages_skipped_zero() + cls.zero_pages);
     ctx.stats.set_pages_skipped_parent(ctx.stats.pages_skipped_parent() + cls.parent_pages);
     ctx.stats.set_pages_written(ctx.stats.pages_written() + ps.pages_present);

@@ -1,0 +1,55 @@
+// `criu migrate -t PID --to ADDR:PORT --auth-key FILE [--max-downtime-ms N] [--stats-json F]`:
+// the source of a live migration (the destination is `criu serve`, serve.h).
+//
+// Stop-and-copy: freeze; pages straight to the destination (no local copy of them), the
+// other images written to a private scratch directory and sent; the destination restores
+// and holds the process; only then is the source killed, and the destination lets its copy
+// run. Any failure before that point (the destination refuses, dies, goes silent, the
+// connection drops) resumes the source exactly as it was; the destination keeps nothing.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "criu/core/error.h"
+#include "criu/core/log.h"
+#include "criu/core/options.h"
+#include "migrate/net/channel.h"
+
+namespace criu {
+
+struct MigrateOptions {
+    Options base;                 // pid, verbosity, --compress, --stats-json, progress
+    std::string to;               // ADDR:PORT
+    std::string auth_key_file;
+    std::string cache_dir;        // optional: pages through the SSD cache (remote_chunks.h)
+    int max_downtime_ms = 300;
+    bool post_copy = false;
+    ChannelOptions channel;
+    int restore_timeout_ms = 300000;
+};
+
+struct MigrateRound {
+    uint64_t pages = 0;
+    uint64_t bytes = 0;  // bytes on the wire in this round
+    uint64_t ms = 0;
+    bool frozen = false;
+};
+
+struct MigrateStats {
+    std::vector<MigrateRound> rounds;
+    uint64_t downtime_ms = 0;   // frozen on the source until running on the destination
+    uint64_t total_ms = 0;
+    uint64_t bytes_sent = 0;    // on the wire, framing and tags included
+    uint64_t pages_sent = 0;
+    uint64_t page_bytes_raw = 0;
+    uint64_t image_bytes = 0;   // non-page images
+    uint64_t restore_ms = 0;    // on the destination, as seen from here
+    bool cache_used = false;
+    uint64_t chunks_sent = 0, chunk_raw_bytes_sent = 0, chunk_stored_bytes_sent = 0;
+    std::string to_json() const;
+};
+
+Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log);
+
+}  // namespace criu

@@ -1,0 +1,207 @@
+#include "migrate/live/serve.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+
+#include "images/image_dir.h"
+#include "migrate/cache/byte_io.h"
+#include "migrate/live/file_transfer.h"
+#include "migrate/net/page_transfer.h"
+#include "migrate/net/remote_chunks.h"
+#include "restore/restore.h"
+
+namespace criu {
+
+namespace {
+
+std::atomic<int> g_stop{0};  // set by SIGINT/SIGTERM: the signal handler can only touch a flag
+void on_stop(int sig) { g_stop = sig; }
+
+bool keep_waiting() {
+    // Reap restored processes that ended (they are our children until we exit).
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    return g_stop == 0;
+}
+
+// Test hook: CRIU_SERVE_DIE_AFTER_BYTES=N makes the server kill itself with SIGKILL once it
+// has received N bytes in a session, to test "the destination dies mid-stream" exactly.
+uint64_t die_after_bytes() {
+    const char* s = std::getenv("CRIU_SERVE_DIE_AFTER_BYTES");
+    return s ? std::strtoull(s, nullptr, 10) : 0;
+}
+
+void remove_tree(const std::string& path, Log& log) {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+    if (ec)
+        log.warn("serve", "cannot remove {}: {}", path, ec.message());
+}
+
+// One migration on an authenticated channel. Returns the restored pid.
+Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::string& incoming, int seq, Log& log) {
+    Message begin = TRY(ch.expect(MsgType::migrate_begin));
+    ByteReader br(begin.payload);
+    uint32_t pid = 0, flags = 0;
+    if (!br.u32(pid) || !br.u32(flags) || br.left() || pid == 0 || pid > 4194304)
+        return fail(EBADMSG, "malformed migrate_begin");
+    std::string stage = fmt::format("{}/{}.{}.{}", incoming, pid, ::getpid(), seq);
+    if (::mkdir(stage.c_str(), 0700) < 0)
+        return fail_errno("cannot create {}", stage);
+    // Whatever happens from here, nothing of this attempt stays unless it ends restored.
+    struct Cleanup {
+        std::string path;
+        Log& log;
+        ~Cleanup() { remove_tree(path, log); }
+    } cleanup{stage, log};
+    ImageDir dir = TRY(ImageDir::open(stage));
+    log.info("serve", "{}: migration of pid {} into {}", ch.peer(), pid, stage);
+    TRY_VOID(ch.send(MsgType::ready, {}));
+
+    PageReceiver pages(dir, log);
+    FileReceiver files(dir.fd());
+    ChunkReceiver chunks(opts.cache_dir + "/chunks", log);
+    uint64_t die_after = die_after_bytes();
+    for (;;) {
+        Message m = TRY(ch.recv());
+        if (die_after && ch.bytes_received() > die_after) {
+            log.warn("serve", "CRIU_SERVE_DIE_AFTER_BYTES: dying now");
+            ::kill(::getpid(), SIGKILL);
+        }
+        if (m.type == MsgType::error)
+            return std::unexpected(error_from_payload(m.payload, ch.peer()));
+        if (m.type == MsgType::restore)
+            break;
+        if (m.type == MsgType::file_data) {
+            TRY_VOID(files.handle(m));
+            continue;
+        }
+        if (TRY(chunks.handle(ch, m, pages)))
+            continue;
+        if (!TRY(pages.handle(ch, m)))
+            return failf(EPROTO, "unexpected {} message during the transfer", msg_type_name(m.type));
+    }
+    if (!pages.idle())
+        return fail(EPROTO, "restore asked in the middle of a process's pages");
+    TRY_VOID(files.check_complete());
+    log.info("serve", "{}: {} image files ({} bytes) and {} pages received; restoring", ch.peer(), files.files(),
+             files.bytes(), pages.pages_received());
+
+    Options ro = opts.base;
+    ro.images_dir = stage;
+    ro.restore_detached = true;
+    ro.pidfile.clear();
+    ro.stats_json.clear();
+    RestoreHooks hooks;
+    hooks.before_release = [&](pid_t restored) -> Status {
+        ByteWriter w;
+        w.u32(static_cast<uint32_t>(restored));
+        TRY_VOID(ch.send(MsgType::restored, w.bytes()));
+        TRY_VOID_CTX(ch.expect(MsgType::commit), "waiting for the source to let go of pid {}", restored);
+        return {};
+    };
+    auto r = run_restore(ro, log, hooks);
+    if (!r)
+        return std::unexpected(std::move(r.error()));
+    TRY_VOID(ch.send(MsgType::done, {}));
+    return static_cast<pid_t>(pid);
+}
+
+Status write_pidfile(const std::string& path, pid_t pid) {
+    std::string tmp = path + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (!f)
+        return fail_errno("cannot create {}", tmp);
+    std::fprintf(f, "%d\n", pid);
+    if (std::fclose(f) != 0 || std::rename(tmp.c_str(), path.c_str()) != 0)
+        return fail_errno("cannot write {}", path);
+    return {};
+}
+
+}  // namespace
+
+Status run_serve(const ServeOptions& opts, Log& log) {
+    if (opts.listen.empty())
+        return fail(EINVAL, "serve: --listen ADDR:PORT is required");
+    if (opts.cache_dir.empty())
+        return fail(EINVAL, "serve: --cache-dir DIR is required");
+    if (opts.auth_key_file.empty())
+        return fail(EINVAL, "serve: --auth-key FILE is required (a server that restores processes for anyone is "
+                            "never started)");
+    Endpoint ep = TRY(Endpoint::parse(opts.listen));
+    AuthKey key = TRY(AuthKey::load(opts.auth_key_file));
+    if (::mkdir(opts.cache_dir.c_str(), 0700) < 0 && errno != EEXIST)
+        return fail_errno("cannot create --cache-dir {}", opts.cache_dir);
+    std::string lock_path = opts.cache_dir + "/serve.lock";
+    UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!lock)
+        return fail_errno("cannot open {}", lock_path);
+    if (::flock(lock.get(), LOCK_EX | LOCK_NB) < 0)
+        return fail_errno("{}: another criu serve uses this cache dir", lock_path);
+    std::string incoming = opts.cache_dir + "/incoming";
+    // What a killed predecessor left half received.
+    if (::mkdir(incoming.c_str(), 0700) < 0 && errno != EEXIST)
+        return fail_errno("cannot create {}", incoming);
+    std::error_code ec;
+    std::vector<std::string> stale;
+    for (auto it = std::filesystem::directory_iterator(incoming, ec); !ec && it != std::filesystem::directory_iterator();
+         it.increment(ec))
+        stale.push_back(it->path().string());
+    for (const auto& p : stale) {
+        log.info("serve", "removing {} left by an earlier server", p);
+        remove_tree(p, log);
+    }
+
+    struct sigaction sa{}, old_int{}, old_term{};
+    sa.sa_handler = on_stop;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    struct Restore {
+        struct sigaction a, b;
+        ~Restore() {
+            sigaction(SIGINT, &a, nullptr);
+            sigaction(SIGTERM, &b, nullptr);
+        }
+    } restore_signals{old_int, old_term};
+    g_stop = 0;
+
+    UniqueFd lfd = TRY(listen_on(ep));
+    log.info("serve", "listening on {} (cache dir {})", ep.text, opts.cache_dir);
+    for (int seq = 0;; ++seq) {
+        std::string peer;
+        auto fd = accept_one(lfd.get(), -1, peer, keep_waiting);
+        if (!fd) {
+            if (g_stop)
+                break;
+            return std::unexpected(std::move(fd.error()));
+        }
+        auto ch = Channel::server(std::move(*fd), peer, key, ChannelPurpose::migrate, log, opts.channel);
+        if (!ch) {
+            log.error("serve", "connection from {} refused: {}", peer, ch.error().str());
+            continue;
+        }
+        auto r = receive_one(*ch, opts, incoming, seq, log);
+        if (r) {
+            log.info("serve", "pid {} from {} runs here now", *r, peer);
+            if (!opts.pidfile.empty())
+                TRY_VOID(write_pidfile(opts.pidfile, *r));
+        } else {
+            log.error("serve", "migration from {} failed, nothing kept: {}", peer, r.error().str());
+            ch->send_error(r.error());
+        }
+        if (opts.once)
+            return r ? Status{} : Status(std::unexpected(std::move(r.error())));
+    }
+    log.info("serve", "stopped by signal {}", g_stop.load());
+    return {};
+}
+
+}  // namespace criu

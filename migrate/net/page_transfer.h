@@ -1,0 +1,79 @@
+// Pages over a Channel: the sending PageSink (a dump's pages to a page server or a
+// migration destination) and the receiving end, which feeds one PageWriter per process
+// in its image directory, so the receiver holds ordinary pages-/pagemap- images.
+//
+//   pages_open   {i64 id, u8 codec}                       -> nothing (errors come back as `error`)
+//   pages_data   {u64 vaddr, u32 nr_pages, u8 lazy} + data
+//   pages_zero   {u64 vaddr, u32 nr_pages}
+//   pages_parent {u64 vaddr, u32 nr_pages}
+//   pages_close  {}                                       -> pages_done {u64 pages, u64 bytes_stored}
+// The sender does not wait between batches (TCP is the flow control); it waits once, for
+// pages_done, so a dump only counts as written once the receiver has the pagemap.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "criu/core/error.h"
+#include "criu/core/log.h"
+#include "images/image_dir.h"
+#include "images/page_sink.h"
+#include "migrate/net/channel.h"
+
+namespace criu {
+
+class RemotePageSink : public PageSink {
+public:
+    // `ch` must outlive the sink; one sink at a time per channel.
+    static Expected<std::unique_ptr<PageSink>> open(Channel& ch, int64_t id, const PageWriterOptions& opts);
+
+    Status add_pages(uint64_t vaddr, const void* data, size_t nr_pages, bool lazy = false) override;
+    Status add_zero(uint64_t vaddr, size_t nr_pages) override;
+    Status add_parent(uint64_t vaddr, size_t nr_pages) override;
+    Status finish(bool sync = false) override;
+    PageWriterStats stats() const override { return st_; }
+
+    RemotePageSink(Channel& ch, int64_t id) : ch_(ch), id_(id) {}
+
+private:
+    Status range(MsgType t, uint64_t vaddr, size_t nr_pages);
+    Channel& ch_;
+    int64_t id_;
+    PageWriterStats st_;
+    bool finished_ = false;
+};
+
+class PageReceiver {
+public:
+    PageReceiver(const ImageDir& dir, Log& log) : dir_(dir), log_(log) {}
+    ~PageReceiver();
+
+    // Handles `m` if it is a page message (true), answering on `ch` where the protocol
+    // says so. A malformed or out-of-order message is an error naming the process and
+    // the range; nothing of it is written.
+    Expected<bool> handle(Channel& ch, const Message& m);
+    // Pages that arrived another way (by content key through the chunk cache), checked like
+    // pages_data.
+    Status add_data(uint64_t vaddr, const uint8_t* data, uint32_t nr_pages);
+    // No process is half received.
+    bool idle() const { return !cur_; }
+    // Removes every pages-/pagemap- image this receiver created (a transfer that failed).
+    void discard();
+
+    uint64_t pages_received() const { return pages_; }
+    uint64_t bytes_stored() const { return stored_; }
+
+private:
+    Status check_range(uint64_t vaddr, uint64_t nr);
+    const ImageDir& dir_;
+    Log& log_;
+    int64_t id_ = 0;
+    std::unique_ptr<PageWriter> cur_;
+    uint64_t next_ = 0;  // lowest address the next range may start at
+    std::vector<int64_t> created_;
+    uint64_t pages_ = 0, stored_ = 0;
+};
+
+}  // namespace criu
