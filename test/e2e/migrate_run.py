@@ -15,6 +15,8 @@ Scenarios:
   wrong-key    serve and migrate with different keys: refused, the source runs on intact
   dest-killed  the destination dies mid-stream (SIGKILL): the source runs on intact, the
                destination holds nothing; a new serve cleans up, a second migration works
+  cache        pages through the SSD caches (--cache-dir on both sides): a second process
+               with the same static memory sends only the chunks the destination lacks
 """
 import argparse
 import json
@@ -304,18 +306,20 @@ def start_serve(r, hosts, key, port, env=None, tag="serve"):
     return srv, cache
 
 
-def migrate(r, hosts, pid, key, port, stats=None):
+def migrate(r, hosts, pid, key, port, stats=None, src_cache=None):
     cmd = ["migrate", "-t", str(pid), "--to", f"{B_ADDR}:{port}", "--auth-key", key, "-o", "migrate.log", "-W", r.tmp,
            "-v4"]
     if stats:
         cmd += ["--stats-json", stats]
+    if src_cache:
+        cmd += ["--cache-dir", src_cache]
     return r.criu(cmd, wrap=hosts.in_a)
 
 
-def migrate_ok(r, hosts, pid, port, tag="serve"):
+def migrate_ok(r, hosts, pid, port, tag="serve", src_cache=None):
     srv, cache = start_serve(r, hosts, r.key, port, tag=tag)
-    stats = os.path.join(r.tmp, "stats.json")
-    m = migrate(r, hosts, pid, r.key, port, stats)
+    stats = os.path.join(r.tmp, f"stats-{tag}.json")
+    m = migrate(r, hosts, pid, r.key, port, stats, src_cache)
     if m.returncode != 0:
         raise Failure(f"criu migrate failed ({m.returncode})")
     if srv.wait(30) != 0:
@@ -335,6 +339,7 @@ def migrate_ok(r, hosts, pid, port, tag="serve"):
     if os.listdir(os.path.join(cache, "incoming")):
         raise Failure(f"the destination kept {os.listdir(os.path.join(cache, 'incoming'))}")
     r.finish_remote(host_pid)
+    return st
 
 
 def scenario_ok(r, hosts):
@@ -386,10 +391,28 @@ def scenario_dest_killed(r, hosts):
         raise Failure("the new server did not clean up after the killed one")
 
 
+def scenario_cache(r, hosts):
+    """Pages through the SSD caches: a second process with the same static memory, migrated to
+    the same destination cache, sends only what the destination does not have yet."""
+    src_cache = os.path.join(r.tmp, "src-cache")
+    pid = r.start_workload()
+    first = migrate_ok(r, hosts, pid, free_port(), tag="serve1", src_cache=src_cache)
+    r.out = os.path.join(r.tmp, "out2.log")
+    pid2 = r.start_workload()
+    second = migrate_ok(r, hosts, pid2, free_port(), tag="serve2", src_cache=src_cache)
+    log(f"chunks sent: {first['chunks_sent']} then {second['chunks_sent']}; dedup {second['dedup_ratio']}")
+    if first["chunks_sent"] == 0 or second["chunks_sent"] * 2 > first["chunks_sent"]:
+        raise Failure(f"the second migration sent {second['chunks_sent']} chunks, the first {first['chunks_sent']}")
+    if second["dedup_ratio"] < 2:
+        raise Failure(f"dedup ratio {second['dedup_ratio']} on the second migration")
+    if second["bytes_sent"] * 2 > first["bytes_sent"]:
+        raise Failure(f"the second migration sent {second['bytes_sent']} bytes, the first {first['bytes_sent']}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--criu", required=True)
-    ap.add_argument("--scenario", required=True, choices=["page-server", "ok", "wrong-key", "dest-killed"])
+    ap.add_argument("--scenario", required=True, choices=["page-server", "ok", "wrong-key", "dest-killed", "cache"])
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("workload", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -401,7 +424,8 @@ def main():
             scenario_page_server(r)
         else:
             with Hosts() as hosts:
-                {"ok": scenario_ok, "wrong-key": scenario_wrong_key, "dest-killed": scenario_dest_killed}[
+                {"ok": scenario_ok, "wrong-key": scenario_wrong_key, "dest-killed": scenario_dest_killed,
+                 "cache": scenario_cache}[
                     a.scenario](r, hosts)
         ok = True
         log(f"{a.scenario}: PASS")
