@@ -402,7 +402,9 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     return {};
 }
 
-Status run_pre_dump(const Options& opts, Log& log) {
+Status run_pre_dump(const Options& opts, Log& log) { return run_pre_dump(opts, log, DumpHooks{}); }
+
+Status run_pre_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     InterruptGuard interrupt_guard;
     auto started = std::chrono::steady_clock::now();
     pid_t pid = opts.pid;
@@ -413,11 +415,15 @@ Status run_pre_dump(const Options& opts, Log& log) {
     DumpContext ctx(opts, log, TRY(prepare_image_dir(opts)), kfc::KernelFeatures::detect());
     ctx.started = started;
     auto page_server = TRY(connect_page_server(opts, ctx));
+    if (hooks.page_sinks)
+        ctx.page_sinks = hooks.page_sinks;
     auto inc = TRY(IncrementalDump::prepare(ctx, pid, IncrementalDump::Kind::PreDump));
 
     TRY_VOID(ctx.checkpoint("seize"));
     auto t_seize = std::chrono::steady_clock::now();
     std::unique_ptr<SeizedProcess> sp = TRY_CTX(SeizedProcess::seize(pid, log), "pre-dumping pid {}", pid);
+    if (hooks.on_frozen)
+        hooks.on_frozen();
     ctx.stats.set_freezing_time_us(micros_since(t_seize));
     auto frozen_since = std::chrono::steady_clock::now();
 
@@ -446,6 +452,8 @@ Status run_pre_dump(const Options& opts, Log& log) {
     TRY_VOID(ctx.dir.write_inventory(inv));
     if (page_server)
         TRY_VOID_CTX(page_server->close(), "page server");
+    if (hooks.before_release)
+        TRY_VOID(hooks.before_release());
 
     TRY_VOID_CTX(sp->resume(), "resuming pid {} after the pre-dump", pid);
     ctx.stats.set_frozen_time_us(micros_since(frozen_since));

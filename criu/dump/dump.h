@@ -71,6 +71,8 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks);
 // set's as PE_PARENT (this kernel has no soft-dirty; see page_hashes.h) and set
 // Inventory.parent_dir. `dump --track-mem` also writes pagehash-<pid>.bin.
 Status run_pre_dump(const Options& opts, Log& log);
+// The same with the hooks of DumpHooks (before_release runs before the process resumes).
+Status run_pre_dump(const Options& opts, Log& log, const DumpHooks& hooks);
 
 // Everything learned about one process, before it is written.
 struct ProcessImages {

@@ -24,7 +24,9 @@ Expected<uint64_t> send_image_files(Channel& ch, const std::string& dir) {
     std::vector<std::string> names;
     while (dirent* e = ::readdir(d)) {
         std::string n = e->d_name;
-        if (n == "." || n == ".." || (n.size() > 4 && n.ends_with(".log")))
+        // Logs stay home; pages went through the page protocol.
+        if (n == "." || n == ".." || (n.size() > 4 && n.ends_with(".log")) || n.starts_with("pages-") ||
+            n.starts_with("pagemap-"))
             continue;
         names.push_back(n);
     }

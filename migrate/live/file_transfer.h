@@ -14,7 +14,8 @@
 
 namespace criu {
 
-// Sends every regular file of `dir` (except *.log) and returns the bytes sent.
+// Sends every regular file of `dir` (except *.log, pages-* and pagemap-*) and returns the
+// bytes sent.
 Expected<uint64_t> send_image_files(Channel& ch, const std::string& dir);
 
 class FileReceiver {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -19,6 +20,8 @@ namespace criu {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+constexpr int kMaxRounds = 30;
 
 uint64_t ms_since(Clock::time_point t) {
     return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
@@ -58,6 +61,35 @@ private:
     std::unique_ptr<PageSink> inner_;
     MigrateRound& round_;
     const Progress& progress_;
+};
+
+// Pages to the destination and to the local copy of the same image set: the next round's
+// pre-dump or dump validates its parent set and reads its page coverage and hashes here,
+// exactly as an incremental dump on one host does.
+class TeeSink : public PageSink {
+public:
+    TeeSink(std::unique_ptr<PageSink> local, std::unique_ptr<PageSink> remote)
+        : local_(std::move(local)), remote_(std::move(remote)) {}
+    Status add_pages(uint64_t vaddr, const void* data, size_t nr, bool lazy) override {
+        TRY_VOID(local_->add_pages(vaddr, data, nr, lazy));
+        return remote_->add_pages(vaddr, data, nr, lazy);
+    }
+    Status add_zero(uint64_t vaddr, size_t nr) override {
+        TRY_VOID(local_->add_zero(vaddr, nr));
+        return remote_->add_zero(vaddr, nr);
+    }
+    Status add_parent(uint64_t vaddr, size_t nr) override {
+        TRY_VOID(local_->add_parent(vaddr, nr));
+        return remote_->add_parent(vaddr, nr);
+    }
+    Status finish(bool sync) override {
+        TRY_VOID(local_->finish(sync));
+        return remote_->finish(sync);
+    }
+    PageWriterStats stats() const override { return remote_->stats(); }
+
+private:
+    std::unique_ptr<PageSink> local_, remote_;
 };
 
 struct ScratchDir {
@@ -108,6 +140,8 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
         return fail(EINVAL, "--auth-key FILE is required");
     if (opts.post_copy)
         return fail(ENOTSUP, "--post-copy: post-copy migration is not implemented; migrate without it");
+    if (opts.max_rounds < 0 || opts.max_rounds > kMaxRounds)
+        return failf(EINVAL, "pre-copy rounds: {} is outside 0..{}", opts.max_rounds, kMaxRounds);
     Endpoint ep = TRY(Endpoint::parse(opts.to));
     AuthKey key = TRY(AuthKey::load(opts.auth_key_file));
     // Blockers are found before anything is sent or frozen.
@@ -122,17 +156,11 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
     TRY_VOID(ch.send(MsgType::migrate_begin, begin.bytes()));
     TRY_VOID(ch.expect(MsgType::ready));
 
-    char tmpl[] = "/tmp/criu-migrate-XXXXXX";
-    if (!::mkdtemp(tmpl))
-        return fail_errno("cannot create a scratch directory");
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string tmpl = fmt::format("{}/criu-migrate-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+    if (!::mkdtemp(tmpl.data()))
+        return fail_errno("cannot create a scratch directory {}", tmpl);
     ScratchDir scratch{tmpl};
-
-    Options dopts = opts.base;
-    dopts.images_dir = scratch.path;
-    dopts.leave_running = false;
-    dopts.page_server = false;
-    dopts.stats_json.clear();
-    dopts.dry_run = false;
 
     // --cache-dir: pages become content-addressed chunks in the local SSD cache, written
     // through to the destination's cache, which is asked first: a chunk it has (from an
@@ -148,19 +176,90 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
         cache = TRY_CTX(ChunkCache::open(opts.cache_dir, co), "--cache-dir {}", opts.cache_dir);
     }
 
-    MigrateRound last;
+    // Every round is an image set of its own, here and on the destination: round-1 (a
+    // pre-dump, the process runs on), round-2 ... (pre-dumps with the previous round as
+    // parent: only what changed), and final (the dump, frozen), whose chain restores.
+    std::string set_dir;
+    MigrateRound* cur = nullptr;
+    auto sinks = [&](int64_t id, const PageWriterOptions& o) -> Expected<std::unique_ptr<PageSink>> {
+        ImageDir local_dir = TRY(ImageDir::open(set_dir));
+        auto local = TRY(ImageDirPageSink::create(local_dir, id, o));
+        auto far = cache ? TRY(CachedPageSink::open(ch, *cache, id, o)) : TRY(RemotePageSink::open(ch, id, o));
+        auto counted = std::make_unique<CountingSink>(std::move(far), *cur, progress);
+        return std::unique_ptr<PageSink>(std::make_unique<TeeSink>(std::move(local), std::move(counted)));
+    };
+    auto begin_set = [&](const std::string& name) -> Status {
+        set_dir = scratch.path + "/" + name;
+        ByteWriter w;
+        w.str(name);
+        std::lock_guard lk(ch.mutex());
+        return ch.send(MsgType::image_set, w.bytes());
+    };
+    auto set_options = [&](const std::string& prev) {
+        Options o = opts.base;
+        o.images_dir = set_dir;
+        o.work_dir = set_dir;
+        o.prev_images_dir = prev.empty() ? "" : "../" + prev;
+        o.leave_running = false;
+        o.page_server = false;
+        o.stats_json.clear();
+        o.dry_run = false;
+        return o;
+    };
+
+    // Pre-copy while the process runs. The controller compares what the last round had to
+    // send again (the pages dirtied while it ran) with the bandwidth measured in that round,
+    // and stops once the rest fits the downtime target; also after kMaxRounds, or when a
+    // round no longer shrinks the dirty set by a tenth (the process writes as fast as we send).
+    std::string prev;
+    stats.rounds.reserve(kMaxRounds + 1);
+    for (int k = 1; k <= opts.max_rounds; ++k) {
+        std::string name = fmt::format("round-{}", k);
+        TRY_VOID(begin_set(name));
+        stats.rounds.emplace_back();
+        cur = &stats.rounds.back();
+        auto t_round = Clock::now();
+        uint64_t bytes0 = ch.bytes_sent();
+        progress.show(fmt::format("round {}", k));
+        DumpHooks pre;
+        pre.page_sinks = sinks;
+        TRY_VOID_CTX(run_pre_dump(set_options(prev), log, pre), "pre-copy round {} (the process runs on here)", k);
+        {
+            std::lock_guard lk(ch.mutex());
+            stats.image_bytes += TRY(send_image_files(ch, set_dir));
+        }
+        cur->ms = std::max<uint64_t>(1, ms_since(t_round));
+        cur->bytes = ch.bytes_sent() - bytes0;
+        prev = name;
+        double bw = double(cur->bytes) / (double(cur->ms) / 1000.0);  // bytes/s, reading included
+        double rest_ms = double(cur->pages) * 4096.0 / std::max(bw, 1.0) * 1000.0;
+        log.info("migrate", "round {}: {} pages, {} bytes in {} ms ({:.0f} MiB/s); the rest would take ~{:.0f} ms",
+                 k, cur->pages, cur->bytes, cur->ms, bw / (1 << 20), rest_ms);
+        if (rest_ms <= opts.max_downtime_ms) {
+            log.info("migrate", "converged after round {}: the rest fits {} ms", k, opts.max_downtime_ms);
+            break;
+        }
+        if (k >= 3 && cur->pages * 10 > stats.rounds[stats.rounds.size() - 2].pages * 9) {
+            log.info("migrate", "round {} did not shrink the dirty set ({} pages after {}): stopping the rounds", k,
+                     cur->pages, stats.rounds[stats.rounds.size() - 2].pages);
+            break;
+        }
+    }
+
+    TRY_VOID(begin_set("final"));
+    stats.rounds.emplace_back();
+    cur = &stats.rounds.back();
+    MigrateRound& last = *cur;
     last.frozen = true;
+    Options dopts = set_options(prev);
     Clock::time_point t_frozen{}, t_round = Clock::now();
     uint64_t bytes_before = ch.bytes_sent();
     DumpHooks hooks;
     hooks.on_frozen = [&] { t_frozen = Clock::now(); };
-    hooks.page_sinks = [&](int64_t id, const PageWriterOptions& o) -> Expected<std::unique_ptr<PageSink>> {
-        auto inner = cache ? TRY(CachedPageSink::open(ch, *cache, id, o)) : TRY(RemotePageSink::open(ch, id, o));
-        return std::unique_ptr<PageSink>(std::make_unique<CountingSink>(std::move(inner), last, progress));
-    };
+    hooks.page_sinks = sinks;
     hooks.before_release = [&]() -> Status {
         std::lock_guard lk(ch.mutex());  // the cache's writer may share the channel
-        stats.image_bytes = TRY(send_image_files(ch, scratch.path));
+        stats.image_bytes += TRY(send_image_files(ch, set_dir));
         progress.show("restoring on the destination");
         auto t_restore = Clock::now();
         TRY_VOID(ch.send(MsgType::restore, {}));
@@ -197,10 +296,10 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
     }
     last.ms = ms_since(t_round);
     last.bytes = ch.bytes_sent() - bytes_before;
-    stats.rounds.push_back(last);
     stats.downtime_ms = ms_since(t_frozen);
-    stats.pages_sent = last.pages;
-    stats.page_bytes_raw = last.pages * 4096;
+    for (const MigrateRound& x : stats.rounds)
+        stats.pages_sent += x.pages;
+    stats.page_bytes_raw = stats.pages_sent * 4096;
     if (remote) {
         stats.chunk_raw_bytes_sent = remote->raw_bytes_sent();
         stats.chunk_stored_bytes_sent = remote->stored_bytes_sent();

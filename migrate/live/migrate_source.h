@@ -1,10 +1,13 @@
 // `criu migrate -t PID --to ADDR:PORT --auth-key FILE [--max-downtime-ms N] [--stats-json F]`:
 // the source of a live migration (the destination is `criu serve`, serve.h).
 //
-// Stop-and-copy: freeze; pages straight to the destination (no local copy of them), the
-// other images written to a private scratch directory and sent; the destination restores
-// and holds the process; only then is the source killed, and the destination lets its copy
-// run. Any failure before that point (the destination refuses, dies, goes silent, the
+// Pre-copy rounds while the process runs (pre-dumps, each an increment of the one before),
+// until what the last round had to send again fits --max-downtime-ms at the bandwidth that
+// round measured (or a round stops shrinking the dirty set, or max_rounds); then the frozen
+// dump of what changed since, and the rest of the state. Every set's pages go both to the
+// destination and into a private scratch directory (where the next increment finds its
+// parent), the other images are sent from there; the destination restores the chain and
+// holds the process; only then is the source killed, and the destination lets its copy run. Any failure before that point (the destination refuses, dies, goes silent, the
 // connection drops) resumes the source exactly as it was; the destination keeps nothing.
 #pragma once
 
@@ -24,6 +27,7 @@ struct MigrateOptions {
     std::string auth_key_file;
     std::string cache_dir;        // optional: pages through the SSD cache (remote_chunks.h)
     int max_downtime_ms = 300;
+    int max_rounds = 8;           // pre-copy rounds at most; 0: stop-and-copy
     bool post_copy = false;
     ChannelOptions channel;
     int restore_timeout_ms = 300000;

@@ -62,12 +62,36 @@ Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::st
         Log& log;
         ~Cleanup() { remove_tree(path, log); }
     } cleanup{stage, log};
-    ImageDir dir = TRY(ImageDir::open(stage));
     log.info("serve", "{}: migration of pid {} into {}", ch.peer(), pid, stage);
     TRY_VOID(ch.send(MsgType::ready, {}));
 
-    PageReceiver pages(dir, log);
-    FileReceiver files(dir.fd());
+    // The image sets of the pre-copy rounds and the final one, each in its own directory
+    // (their inventories name the previous one as parent, "../<name>"); without image_set
+    // messages everything lands in the staging directory itself.
+    struct Set {
+        std::string path;
+        std::unique_ptr<ImageDir> dir;
+        std::unique_ptr<PageReceiver> pages;
+        std::unique_ptr<FileReceiver> files;
+    };
+    std::vector<Set> sets;
+    auto open_set = [&](const std::string& path) -> Status {
+        if (!sets.empty()) {
+            const Set& prev = sets.back();
+            if (!prev.pages->idle())
+                return fail(EPROTO, "image_set in the middle of a process's pages");
+            if (prev.files->files() || prev.pages->pages_received())  // the unused base stays empty
+                TRY_VOID_CTX(prev.files->check_complete(), "image set {}", prev.path);
+        }
+        Set s;
+        s.path = path;
+        s.dir = std::make_unique<ImageDir>(TRY(ImageDir::open(path)));
+        s.pages = std::make_unique<PageReceiver>(*s.dir, log);
+        s.files = std::make_unique<FileReceiver>(s.dir->fd());
+        sets.push_back(std::move(s));
+        return {};
+    };
+    TRY_VOID(open_set(stage));
     ChunkReceiver chunks(opts.cache_dir + "/chunks", log);
     uint64_t die_after = die_after_bytes();
     for (;;) {
@@ -76,27 +100,40 @@ Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::st
             log.warn("serve", "CRIU_SERVE_DIE_AFTER_BYTES: dying now");
             ::kill(::getpid(), SIGKILL);
         }
+        Set& cur = sets.back();
         if (m.type == MsgType::error)
             return std::unexpected(error_from_payload(m.payload, ch.peer()));
         if (m.type == MsgType::restore)
             break;
-        if (m.type == MsgType::file_data) {
-            TRY_VOID(files.handle(m));
+        if (m.type == MsgType::image_set) {
+            ByteReader r(m.payload);
+            std::string name;
+            if (!r.str(name, 64) || r.left() || !FileReceiver::valid_name(name) || sets.size() > 64)
+                return fail(EBADMSG, "malformed image_set");
+            std::string path = stage + "/" + name;
+            if (::mkdir(path.c_str(), 0700) < 0)
+                return fail_errno("image set {}", path);
+            TRY_VOID(open_set(path));
             continue;
         }
-        if (TRY(chunks.handle(ch, m, pages)))
+        if (m.type == MsgType::file_data) {
+            TRY_VOID(cur.files->handle(m));
             continue;
-        if (!TRY(pages.handle(ch, m)))
+        }
+        if (TRY(chunks.handle(ch, m, *cur.pages)))
+            continue;
+        if (!TRY(cur.pages->handle(ch, m)))
             return failf(EPROTO, "unexpected {} message during the transfer", msg_type_name(m.type));
     }
-    if (!pages.idle())
+    Set& last = sets.back();
+    if (!last.pages->idle())
         return fail(EPROTO, "restore asked in the middle of a process's pages");
-    TRY_VOID(files.check_complete());
-    log.info("serve", "{}: {} image files ({} bytes) and {} pages received; restoring", ch.peer(), files.files(),
-             files.bytes(), pages.pages_received());
+    TRY_VOID(last.files->check_complete());
+    log.info("serve", "{}: {} image set(s), the last with {} files ({} bytes) and {} pages; restoring from {}",
+             ch.peer(), sets.size(), last.files->files(), last.files->bytes(), last.pages->pages_received(), last.path);
 
     Options ro = opts.base;
-    ro.images_dir = stage;
+    ro.images_dir = last.path;
     ro.restore_detached = true;
     ro.pidfile.clear();
     ro.stats_json.clear();

@@ -71,6 +71,7 @@ uint32_t max_payload(MsgType type) {
     case MsgType::pages_parent:
     case MsgType::pages_done:
     case MsgType::migrate_begin:
+    case MsgType::image_set:
     case MsgType::restored:
     case MsgType::chunk_put_ack:
         return kControlCap;
@@ -106,6 +107,7 @@ const char* msg_type_name(MsgType type) {
     case MsgType::restored: return "restored";
     case MsgType::commit: return "commit";
     case MsgType::done: return "done";
+    case MsgType::image_set: return "image_set";
     case MsgType::chunk_have: return "chunk_have";
     case MsgType::chunk_have_reply: return "chunk_have_reply";
     case MsgType::chunk_put: return "chunk_put";

@@ -63,6 +63,7 @@ enum class MsgType : uint16_t {
     restored = 44,       // {u32 pid}: restored, held stopped until commit
     commit = 45,         // {}: the source is gone; let the process run
     done = 46,           // {}
+    image_set = 47,      // {str name}: what follows belongs to the image set DIR/<name>
 
     // Chunks through the SSD cache (remote_chunks.h).
     chunk_have = 50,        // {u32 n} + n keys

@@ -15,6 +15,7 @@ Scenarios:
   wrong-key    serve and migrate with different keys: refused, the source runs on intact
   dest-killed  the destination dies mid-stream (SIGKILL): the source runs on intact, the
                destination holds nothing; a new serve cleans up, a second migration works
+  src-disk-full  the source's scratch space fills up: refused cleanly on both sides
   cache        pages through the SSD caches (--cache-dir on both sides): a second process
                with the same static memory sends only the chunks the destination lacks
 """
@@ -200,6 +201,14 @@ class Run:
             self.procs.append(p)
             return p
         r = subprocess.run(full, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180, env=e)
+        for s in (r.stdout, r.stderr):
+            if s.strip():
+                print(s.rstrip())
+        return r
+
+    def criu_raw(self, full):
+        log("$ " + " ".join(full))
+        r = subprocess.run(full, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
         for s in (r.stdout, r.stderr):
             if s.strip():
                 print(s.rstrip())
@@ -391,6 +400,29 @@ def scenario_dest_killed(r, hosts):
         raise Failure("the new server did not clean up after the killed one")
 
 
+def scenario_src_disk_full(r, hosts):
+    """The source's disk fills up half way (its scratch directory on a 2 MiB tmpfs): the
+    migration fails, the source runs on intact, the destination keeps nothing."""
+    pid = r.start_workload()
+    port = free_port()
+    srv, cache = start_serve(r, hosts, r.key, port)
+    small = os.path.join(r.tmp, "small")
+    os.mkdir(small)
+    cmd = [r.a.criu, "migrate", "-t", str(pid), "--to", f"{B_ADDR}:{port}", "--auth-key", r.key, "-o",
+           "migrate.log", "-W", r.tmp, "-v4"]
+    script = f"mount -t tmpfs -o size=2m tmpfs {small} && TMPDIR={small} exec " + " ".join(cmd)
+    m = r.criu_raw(hosts.in_a(["unshare", "-m", "--propagation", "private", "sh", "-c", script]))
+    if m.returncode == 0:
+        raise Failure("criu migrate succeeded on a full disk")
+    if "No space left" not in m.stderr and "ENOSPC" not in m.stderr:
+        raise Failure(f"the error does not say the disk is full: {m.stderr}")
+    r.source_intact(pid)
+    wait_for(lambda: "nothing kept" in read(os.path.join(r.tmp, "serve.log")), 20, "the destination to give up")
+    if os.listdir(os.path.join(cache, "incoming")) or hosts.b_processes():
+        raise Failure("the destination kept something")
+    r.finish_local(pid)
+
+
 def scenario_cache(r, hosts):
     """Pages through the SSD caches: a second process with the same static memory, migrated to
     the same destination cache, sends only what the destination does not have yet."""
@@ -412,7 +444,8 @@ def scenario_cache(r, hosts):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--criu", required=True)
-    ap.add_argument("--scenario", required=True, choices=["page-server", "ok", "wrong-key", "dest-killed", "cache"])
+    ap.add_argument("--scenario", required=True, choices=["page-server", "ok", "wrong-key", "dest-killed", "cache",
+                                                          "src-disk-full"])
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("workload", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -425,7 +458,7 @@ def main():
         else:
             with Hosts() as hosts:
                 {"ok": scenario_ok, "wrong-key": scenario_wrong_key, "dest-killed": scenario_dest_killed,
-                 "cache": scenario_cache}[
+                 "cache": scenario_cache, "src-disk-full": scenario_src_disk_full}[
                     a.scenario](r, hosts)
         ok = True
         log(f"{a.scenario}: PASS")
