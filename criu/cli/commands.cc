@@ -151,7 +151,7 @@ int cmd_migrate(const CommandArgs& cmd, const Options& opts) {
     mo.to = cmd.to;
     mo.auth_key_file = opts.auth_key;
     mo.cache_dir = cmd.cache_dir;
-    mo.max_downtime_ms = cmd.max_downtime_ms;
+    mo.max_downtime_ms = static_cast<int>(opts.max_downtime_ms);
     mo.post_copy = cmd.post_copy;
     auto r = run_migrate(mo, log);
     return r ? 0 : report(log, "migrate", r.error());

@@ -21,7 +21,6 @@ struct CommandArgs {
     std::string listen;          // serve --listen ADDR:PORT
     std::string to;              // migrate --to ADDR:PORT
     bool once = false;           // serve --once
-    int max_downtime_ms = 300;   // migrate --max-downtime-ms
     bool post_copy = false;      // migrate --post-copy
 };
 

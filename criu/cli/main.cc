@@ -95,8 +95,6 @@ int main(int argc, char** argv) {
     app.add_option("--listen", cmd.listen, "serve: listen on ADDR:PORT");
     app.add_option("--to", cmd.to, "migrate: the destination's criu serve, ADDR:PORT");
     app.add_flag("--once", cmd.once, "serve: exit after one migration");
-    app.add_option("--max-downtime-ms", cmd.max_downtime_ms, "migrate: the pause the process may see")
-        ->check(CLI::Range(1, 3600000));
     app.add_flag("--post-copy", cmd.post_copy, "migrate: post-copy the tail (not implemented)");
 
     std::vector<std::string> args = normalize_args(argc, argv);
