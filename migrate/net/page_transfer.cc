@@ -85,7 +85,7 @@ PageReceiver::~PageReceiver() = default;
 Status PageReceiver::check_range(uint64_t vaddr, uint64_t nr) {
     if (!cur_)
         return fail(EPROTO, "pages before pages_open");
-    if (vaddr % kPage || nr == 0 || nr > kMaxPagesPerMessage || vaddr >= kUserTop || nr > (kUserTop - vaddr) / kPage)
+    if (vaddr % kPage || nr == 0 || vaddr >= kUserTop || nr > (kUserTop - vaddr) / kPage)
         return failf(EBADMSG, "process {}: bad page range {:#x} + {} pages", id_, vaddr, nr);
     if (vaddr < next_)
         return failf(EBADMSG, "process {}: range at {:#x} is below the end of the previous one ({:#x})", id_, vaddr,
@@ -127,6 +127,8 @@ Expected<bool> PageReceiver::handle(Channel& ch, const Message& m) {
         uint8_t lazy = 0;
         if (!r.u64(vaddr) || !r.u32(nr) || !r.u8(lazy) || lazy > 1)
             return fail(EBADMSG, "malformed pages_data");
+        if (nr > kMaxPagesPerMessage)
+            return failf(EBADMSG, "process {}: pages_data of {} pages is over the cap", id_, nr);
         TRY_VOID(check_range(vaddr, nr));
         if (r.left() != uint64_t(nr) * kPage)
             return failf(EBADMSG, "process {}: pages_data at {:#x} says {} pages and carries {} bytes", id_, vaddr, nr,
