@@ -42,11 +42,30 @@ static uint64_t fill(uint8_t *m, size_t len, uint64_t seed) {
     return checksum(w, len / 8);
 }
 
+/* Waits for SIGTERM without the lost-wakeup race of `while (!stop) pause();`: a signal that
+ * lands between the check and pause() (a window a restore widens: the restored thread re-enters
+ * the interrupted pause() only after criu has returned) would be handled and then slept through.
+ * SIGTERM stays blocked except inside sigsuspend(). */
+static sigset_t block_term(void) {
+    sigset_t term, old;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, &old);
+    sigdelset(&old, SIGTERM);
+    return old;
+}
+
+static void wait_for_term(const sigset_t *unblocked) {
+    while (!stop)
+        sigsuspend(unblocked);
+}
+
 static int tree_main(size_t mib, int procs) {
     size_t len = (mib << 20) / (size_t)procs;
     len &= ~(size_t)4095;
     struct sigaction sa = {.sa_handler = on_term};
     sigaction(SIGTERM, &sa, NULL);
+    sigset_t unblocked = block_term();
     setvbuf(stdout, NULL, _IOLBF, 0);
     int ready[2];
     if (pipe(ready) != 0)
@@ -67,8 +86,7 @@ static int tree_main(size_t mib, int procs) {
             if (write(ready[1], &c, 1) != 1)
                 _exit(1);
             close(ready[1]);
-            while (!stop)
-                pause();
+            wait_for_term(&unblocked);
             _exit(checksum((uint64_t *)m, len / 8) == sum ? 0 : 1);
         }
     }
@@ -86,8 +104,7 @@ static int tree_main(size_t mib, int procs) {
     }
     close(ready[0]);
     printf("READY %d\n", getpid());
-    while (!stop)
-        pause();
+    wait_for_term(&unblocked);
     int ok = checksum((uint64_t *)m, len / 8) == sum;
     for (int i = 1; i < procs; i++)
         kill(kids[i], SIGTERM);
@@ -126,10 +143,10 @@ int main(int argc, char **argv) {
     uint64_t sum = fill(m, len, 0);
     struct sigaction sa = {.sa_handler = on_term};
     sigaction(SIGTERM, &sa, NULL);
+    sigset_t unblocked = block_term();
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("READY %d\n", getpid());
-    while (!stop)
-        pause();
+    wait_for_term(&unblocked);
     int ok = checksum(w, len / 8) == sum;
     printf(ok ? "PASS\n" : "FAIL: memory differs\n");
     return ok ? 0 : 1;
