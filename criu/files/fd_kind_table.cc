@@ -45,8 +45,7 @@ constexpr FdKindOps refused(const char* name, std::optional<images::FdKind> kind
 
 // Order matters: the first match wins (a terminal is a char device, a memfd a regular file).
 const FdKindOps kTable[] = {
-    refused("unix socket", images::FD_UNIX_SK, [](const FdView& v) { return socket_domain(v) == AF_UNIX; },
-            "unix socket (not supported yet)"),
+    kUnixKind,
     refused("inet socket", images::FD_INET_SK,
             [](const FdView& v) { return socket_domain(v) == AF_INET || socket_domain(v) == AF_INET6; },
             "TCP/UDP socket (not supported yet)"),

@@ -24,6 +24,8 @@
 
 namespace criu {
 
+class SocketDumpState;
+
 // (st_dev, st_ino): names a pipe, a FIFO or a deleted file across processes.
 using InodeKey = std::pair<uint64_t, uint64_t>;
 
@@ -36,6 +38,7 @@ struct KindDumpContext {
     std::map<InodeKey, images::PipeData>& pipe_data;
     std::map<InodeKey, std::string>& ghosts;  // deleted file -> its ghost file name
     std::map<InodeKey, std::string>& memfds;  // memfd -> the file holding its content
+    SocketDumpState& sockets;                 // sock_diag view, peers, TCP repair (sockets.h)
 };
 
 struct PipeObject {
@@ -58,6 +61,11 @@ struct KindRestoreContext {
     std::map<std::string, UniqueFd> ghosts;  // ghost file name -> the recreated, unlinked inode
     std::map<InodeKey, UniqueFd> memfds;     // dumped (dev, ino) -> the recreated memfd
     std::map<uint32_t, UniqueFd> ptys;       // pty index -> the recreated master
+    // Every entry of files.img, for kinds whose object spans several entries (a socket pair).
+    const std::map<uint32_t, images::FileEntry>* files = nullptr;
+    // Sockets created with their group (a pair, a listener and its queued clients) that are
+    // not installed yet, by dump-time inode.
+    std::map<uint64_t, UniqueFd> sockets;
 
     // Moves `fd` to the lowest free number >= high_fd (close-on-exec).
     Expected<UniqueFd> to_high(UniqueFd fd) const;
@@ -145,5 +153,6 @@ extern const FdKindOps kPtyMasterKind;
 extern const FdKindOps kPtySlaveKind;
 extern const FdKindOps kNetlinkKind;
 extern const FdKindOps kPidfdKind;
+extern const FdKindOps kUnixKind;
 
 }  // namespace criu

@@ -11,6 +11,7 @@
 #include "criu/files/fd_kind_table.h"
 #include "criu/files/fd_kinds.h"
 #include "criu/files/file_locks.h"
+#include "criu/files/sockets.h"
 #include "images/image_io.h"
 
 namespace criu {
@@ -83,6 +84,9 @@ public:
     std::map<InodeKey, images::PipeData> pipe_data;
     std::map<InodeKey, std::string> ghosts;
     std::map<InodeKey, std::string> memfds;
+    SocketDumpState sockets;
+    bool ext_unix_sk = false;
+    Log* log = nullptr;  // of the last dump_process_fds, for finish()
     uint32_t next_id = 1;
     bool finished = false;
 };
@@ -94,6 +98,8 @@ FilesDumper& FilesDumper::operator=(FilesDumper&&) noexcept = default;
 
 Status FilesDumper::dump_process_fds(pid_t pid, const Options& opts, Log& log, int images_dirfd) {
     auto& s = *st_;
+    s.ext_unix_sk = opts.ext_unix_sk;
+    s.log = &log;
     UniqueFd pidfd = TRY(open_pidfd(pid));
     std::vector<int> fds = TRY(list_target_fds(pid));
     std::string img = image_file_name(ImageType::Fdinfo, pid);
@@ -129,7 +135,7 @@ Status FilesDumper::dump_process_fds(pid_t pid, const Options& opts, Log& log, i
             images::FileEntry e;
             e.set_id(s.next_id++);
             e.set_kind(*k.kind);
-            KindDumpContext ctx{opts, log, images_dirfd, e.id(), s.pipe_data, s.ghosts, s.memfds};
+            KindDumpContext ctx{opts, log, images_dirfd, e.id(), s.pipe_data, s.ghosts, s.memfds, s.sockets};
             TRY_VOID_CTX(k.dump(ctx, v, e), "dumping {} {}", k.name, v.link);
             s.seen.emplace(key, FilesDumperState::Seen{pid, fd, e.id(), e.kind()});
             fe.set_kind(e.kind());
@@ -160,6 +166,9 @@ Status FilesDumper::finish(int images_dirfd) {
     if (s.finished)
         return fail(EINVAL, "FilesDumper::finish called twice");
     s.finished = true;
+    // Unix peers may live in any process of the tree: checked once all were dumped.
+    Log quiet(0);
+    TRY_VOID(s.sockets.finish_unix(s.files, s.ext_unix_sk, s.log ? *s.log : quiet));
     ImageWriter files =
         TRY(ImageWriter::create_at(images_dirfd, image_file_name(ImageType::Files), ImageType::Files));
     for (const auto& e : s.files)

@@ -236,6 +236,7 @@ Expected<FilesRestorer> FilesRestorer::load(int images_dirfd, const std::vector<
         if (isatty(fd))
             st->tty.reset(fcntl(fd, F_DUPFD_CLOEXEC, high));
     st->ctx.images_dirfd = st->dirfd.get();
+    st->ctx.files = &st->files;
     st->ctx.tty_fd = st->tty ? st->tty.get() : -1;
     st->ctx.high_fd = high;
     log.info("files", "loaded {} open files for {} processes, highest fd {}", st->files.size(), pids.size(),
@@ -343,6 +344,7 @@ Status FilesRestorer::restore_process_fds(pid_t pid, const Options&, Log& log) {
     s.ctx.ghosts.clear();
     s.ctx.memfds.clear();
     s.ctx.ptys.clear();
+    s.ctx.sockets.clear();
     s.tty.reset();
     s.dirfd.reset();
     s.ctx.tty_fd = -1;
