@@ -12,17 +12,6 @@ namespace {
 bool link_is(const FdView& v, std::string_view s) { return v.link == s; }
 bool link_starts(const FdView& v, std::string_view s) { return std::string_view(v.link).starts_with(s); }
 
-int socket_domain(const FdView& v) {
-    if (!S_ISSOCK(v.st.st_mode))
-        return -1;
-    int domain = -1;
-    socklen_t len = sizeof domain;
-    // A plain getsockopt on the stolen copy: reads, changes nothing in the target.
-    if (getsockopt(v.stolen.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
-        return -1;
-    return domain;
-}
-
 // Devices that hold per-open state (an attached interface, a FUSE connection, a GPU context):
 // a reopen by path would give a fresh, different object.
 bool stateful_device(const FdView& v) {
@@ -46,9 +35,7 @@ constexpr FdKindOps refused(const char* name, std::optional<images::FdKind> kind
 // Order matters: the first match wins (a terminal is a char device, a memfd a regular file).
 const FdKindOps kTable[] = {
     kUnixKind,
-    refused("inet socket", images::FD_INET_SK,
-            [](const FdView& v) { return socket_domain(v) == AF_INET || socket_domain(v) == AF_INET6; },
-            "TCP/UDP socket (not supported yet)"),
+    kInetKind,
     kNetlinkKind,
     refused("socket", std::nullopt, [](const FdView& v) { return S_ISSOCK(v.st.st_mode); },
             "socket of an unsupported address family"),

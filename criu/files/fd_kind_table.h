@@ -154,5 +154,6 @@ extern const FdKindOps kPtySlaveKind;
 extern const FdKindOps kNetlinkKind;
 extern const FdKindOps kPidfdKind;
 extern const FdKindOps kUnixKind;
+extern const FdKindOps kInetKind;
 
 }  // namespace criu
