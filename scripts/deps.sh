@@ -9,6 +9,7 @@ PACKAGES=(
   libunwind-dev libzstd-dev libssl-dev libfmt-dev
   libcli11-dev catch2
   python3 iproute2 nftables procps
+  redis-server redis-tools
 )
 
 missing=()
