@@ -104,6 +104,12 @@ Status peek_queue(const FdView& v, int type, images::UnixSocket& u) {
         if (n == 0) {
             if (type == SOCK_STREAM)
                 break;  // end of file: the peer is gone and everything was peeked
+            // A seqpacket whose receive side is shut down (shutdown(SHUT_RD), or its peer closed:
+            // the kernel then shuts the survivor down both ways) reads 0 once its queue is
+            // empty, like a stream at EOF. Only with the receive side open does 0 mean a
+            // zero-length datagram, which the peek offset cannot step over.
+            if (u.shutdown() & 1)
+                break;
             st = failf(ENOTSUP, "{}: a zero-length datagram is queued (not supported)", v.where());
             break;
         }

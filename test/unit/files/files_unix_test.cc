@@ -366,6 +366,36 @@ TEST_CASE("a socketpair with data both ways and a listener with a queued client 
     CHECK(report == "");
 }
 
+TEST_CASE("a seqpacket whose peer closed keeps its last packets and then reads end of file") {
+    TempDir images;
+    pid_t pid = spawn_ready_child([&] {
+        if (!stdio_null_rest_closed())
+            return false;
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) != 0 || !place(sv[0], 5))
+            return false;
+        if (send(sv[1], "last", 4, 0) != 4 || send(sv[1], "words", 5, 0) != 5)
+            return false;
+        return close(sv[1]) == 0;
+    });
+    REQUIRE(pid > 0);
+    Log log(0);
+    REQUIRE(dump_and_kill(pid, images.fd(), log) == "");
+    auto files = dumped_files(images.fd(), pid);
+    const auto& five = files.at(5).unix_sk();
+    CHECK(five.shutdown() == 3);
+    CHECK(std::vector<std::string>(five.queue().begin(), five.queue().end()) ==
+          std::vector<std::string>{"last", "words"});
+
+    std::string report = restore_and_check(images.fd(), pid, log, [&] {
+        char buf[64];
+        expect(recv(5, buf, sizeof buf, MSG_DONTWAIT) == 4 && std::memcmp(buf, "last", 4) == 0, "first packet");
+        expect(recv(5, buf, sizeof buf, MSG_DONTWAIT) == 5 && std::memcmp(buf, "words", 5) == 0, "second packet");
+        expect(recv(5, buf, sizeof buf, MSG_DONTWAIT) == 0, "end of file after the queue");
+    });
+    CHECK(report == "");
+}
+
 TEST_CASE("a unix peer outside the dump stops the dump, naming pid and fd; --ext-unix-sk reconnects datagrams") {
     int sv[2];
     REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
