@@ -384,7 +384,9 @@ TEST_CASE("tracking agent: ends by itself when the process exits or after its id
         if (exit_first)
             v.exit_now();
         CHECK(wait_until([&] { return stat(sock.c_str(), &sb) != 0; }));
+        // The agent removes its socket before it exits; the kernel unregisters the VMAs only when
+        // the uffd is released with the agent's last fd, a moment later.
         if (!exit_first)
-            CHECK(uffd_wp_vmas(v.pid) == 0);
+            CHECK(wait_until([&] { return uffd_wp_vmas(v.pid) == 0; }));
     }
 }
