@@ -51,36 +51,52 @@ Expected<std::vector<PmPageRegion>> PagemapScanner::scan(uint64_t start, uint64_
     return scan_raw(start, end, anyof, exclude, report);
 }
 
-Expected<std::vector<PmPageRegion>> PagemapScanner::scan_ioctl(uint64_t start, uint64_t end, uint64_t anyof,
-                                                               uint64_t exclude, uint64_t report) {
-    std::vector<PmPageRegion> out;
+Status pagemap_scan_walk(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags, uint64_t inverted,
+                         uint64_t mask, uint64_t anyof, uint64_t ret,
+                         const std::function<void(uint64_t, uint64_t, uint64_t)>& fn) {
     std::vector<PmPageRegion> vec(kRegionBatch);
     uint64_t cur = start;
+    uint64_t last_end = 0;
     while (cur < end) {
         PmScanArg a{};
         a.size = sizeof(a);
+        a.flags = flags;
         a.start = cur;
         a.end = end;
         a.vec = reinterpret_cast<uint64_t>(vec.data());
         a.vec_len = vec.size();
-        // A page matches when (categories ^ inverted) & mask == mask, and it has one of anyof:
-        // with inverted == mask == exclude, "none of exclude".
-        a.category_inverted = exclude;
-        a.category_mask = exclude;
+        a.category_inverted = inverted;
+        a.category_mask = mask;
         a.category_anyof_mask = anyof;
-        a.return_mask = report;
-        long n = ioctl(fd_.get(), kPagemapScanIoctl, &a);
+        a.return_mask = ret;
+        long n = ioctl(pagemap_fd, kPagemapScanIoctl, &a);
         if (n < 0)
-            return fail_errno("pid {}: PAGEMAP_SCAN {:#x}-{:#x}", pid_, cur, end);
-        for (long i = 0; i < n; ++i)
-            append(out, vec[i].start, vec[i].end, vec[i].categories);
+            return fail_errno("PAGEMAP_SCAN {:#x}-{:#x}", cur, end);
+        for (long i = 0; i < n; ++i) {
+            uint64_t s = std::max(vec[i].start, last_end);
+            if (s < vec[i].end) {
+                fn(s, vec[i].end, vec[i].categories);
+                last_end = vec[i].end;
+            }
+        }
         uint64_t next = a.walk_end;
         if (n > 0)
             next = std::max<uint64_t>(next, vec[n - 1].end);
         if (next <= cur)
-            return failf(EPROTO, "pid {}: PAGEMAP_SCAN made no progress at {:#x}", pid_, cur);
+            return failf(EPROTO, "PAGEMAP_SCAN made no progress at {:#x}", cur);
         cur = next;
     }
+    return {};
+}
+
+Expected<std::vector<PmPageRegion>> PagemapScanner::scan_ioctl(uint64_t start, uint64_t end, uint64_t anyof,
+                                                               uint64_t exclude, uint64_t report) {
+    std::vector<PmPageRegion> out;
+    // A page matches when (categories ^ inverted) & mask == mask, and it has one of anyof:
+    // with inverted == mask == exclude, "none of exclude".
+    TRY_VOID_CTX(pagemap_scan_walk(fd_.get(), start, end, 0, exclude, exclude, anyof, report,
+                                   [&](uint64_t s, uint64_t e, uint64_t cats) { append(out, s, e, cats); }),
+                 "pid {}", pid_);
     return out;
 }
 

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "criu/core/error.h"
@@ -47,12 +48,22 @@ struct PmScanArg {
 static_assert(sizeof(PmScanArg) == 96);
 
 inline constexpr unsigned long kPagemapScanIoctl = _IOWR('f', 16, PmScanArg);
+// struct pm_scan_arg flags (include/uapi/linux/fs.h, 6.7).
+inline constexpr uint64_t kPmScanWpMatching = 1u << 0;
+inline constexpr uint64_t kPmScanCheckWpAsync = 1u << 1;
 
 // Raw /proc/PID/pagemap bits (Documentation/admin-guide/mm/pagemap.rst).
 inline constexpr uint64_t kPmPresent = 1ull << 63;
 inline constexpr uint64_t kPmSwap = 1ull << 62;
 inline constexpr uint64_t kPmFileOrSharedAnon = 1ull << 61;
 inline constexpr uint64_t kPmGuardRegion = 1ull << 58;  // 6.15+
+
+// One PAGEMAP_SCAN walk over [start, end) (resumed until the end when the output fills), with
+// the raw flags and masks of struct pm_scan_arg. Calls `fn` for each region, in address order,
+// never twice for a page (a resumed walk can hand back pages already reported).
+Status pagemap_scan_walk(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags, uint64_t inverted,
+                         uint64_t mask, uint64_t anyof, uint64_t ret,
+                         const std::function<void(uint64_t, uint64_t, uint64_t)>& fn);
 
 class PagemapScanner {
 public:

@@ -22,11 +22,6 @@ namespace {
 constexpr uint64_t kUffdFeatureWpUnpopulated = 1u << 13;
 constexpr uint64_t kUffdFeatureWpAsync = 1u << 15;
 constexpr int kUffdUserModeOnly = 1;
-// struct pm_scan_arg flags (include/uapi/linux/fs.h, 6.7).
-constexpr uint64_t kPmScanWpMatching = 1u << 0;
-constexpr uint64_t kPmScanCheckWpAsync = 1u << 1;
-
-constexpr size_t kRegionBatch = 1024;
 
 uint64_t micros(std::chrono::steady_clock::time_point t0) {
     return uint64_t(
@@ -34,45 +29,6 @@ uint64_t micros(std::chrono::steady_clock::time_point t0) {
 }
 
 }  // namespace
-
-Status pagemap_scan_walk(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags, uint64_t inverted,
-                         uint64_t mask, uint64_t anyof, uint64_t ret,
-                         const std::function<void(uint64_t, uint64_t, uint64_t)>& fn) {
-    std::vector<PmPageRegion> vec(kRegionBatch);
-    uint64_t cur = start;
-    uint64_t last_end = 0;
-    while (cur < end) {
-        PmScanArg a{};
-        a.size = sizeof a;
-        a.flags = flags;
-        a.start = cur;
-        a.end = end;
-        a.vec = reinterpret_cast<uint64_t>(vec.data());
-        a.vec_len = vec.size();
-        a.category_inverted = inverted;
-        a.category_mask = mask;
-        a.category_anyof_mask = anyof;
-        a.return_mask = ret;
-        long n = ioctl(pagemap_fd, kPagemapScanIoctl, &a);
-        if (n < 0)
-            return fail_errno("PAGEMAP_SCAN {:#x}-{:#x}", cur, end);
-        for (long i = 0; i < n; ++i) {
-            // A walk resumed after a full output vector can hand back pages already reported.
-            uint64_t s = std::max(vec[i].start, last_end);
-            if (s < vec[i].end) {
-                fn(s, vec[i].end, vec[i].categories);
-                last_end = vec[i].end;
-            }
-        }
-        uint64_t next = a.walk_end;
-        if (n > 0)
-            next = std::max<uint64_t>(next, vec[n - 1].end);
-        if (next <= cur)
-            return failf(EPROTO, "PAGEMAP_SCAN made no progress at {:#x}", cur);
-        cur = next;
-    }
-    return {};
-}
 
 Expected<UniqueFd> UffdWpTracker::steal_userfaultfd(SeizedProcess& sp, Log& log) {
     pid_t pid = sp.pid();

@@ -64,10 +64,4 @@ private:
     RangeSet logged_failures_;  // VMAs whose registration failure was already logged
 };
 
-// One PAGEMAP_SCAN walk over [start, end) (resumed until the end when the output fills), with
-// the raw flags and masks of struct pm_scan_arg. Calls `fn` for each region, in order.
-Status pagemap_scan_walk(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags, uint64_t inverted,
-                         uint64_t mask, uint64_t anyof, uint64_t ret,
-                         const std::function<void(uint64_t, uint64_t, uint64_t)>& fn);
-
 }  // namespace criu
