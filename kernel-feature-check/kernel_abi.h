@@ -9,43 +9,7 @@
 
 namespace criu::kfc::abi {
 
-// --- fs/proc/task_mmu.c: PAGEMAP_SCAN (6.7, include/uapi/linux/fs.h) ---
-constexpr uint64_t kPageIsWpAllowed = 1u << 0;
-constexpr uint64_t kPageIsWritten = 1u << 1;
-constexpr uint64_t kPageIsFile = 1u << 2;
-constexpr uint64_t kPageIsPresent = 1u << 3;
-constexpr uint64_t kPageIsSwapped = 1u << 4;
-constexpr uint64_t kPageIsPfnZero = 1u << 5;
-constexpr uint64_t kPageIsHuge = 1u << 6;
-constexpr uint64_t kPageIsSoftDirty = 1u << 7;
-constexpr uint64_t kPageIsGuard = 1u << 8;  // 6.15
-
-constexpr uint64_t kPmScanWpMatching = 1u << 0;
-constexpr uint64_t kPmScanCheckWpAsync = 1u << 1;
-
-struct PageRegion {
-    uint64_t start;
-    uint64_t end;
-    uint64_t categories;
-};
-
-struct PmScanArg {
-    uint64_t size;
-    uint64_t flags;
-    uint64_t start;
-    uint64_t end;
-    uint64_t walk_end;
-    uint64_t vec;
-    uint64_t vec_len;
-    uint64_t max_pages;
-    uint64_t category_inverted;
-    uint64_t category_mask;
-    uint64_t category_anyof_mask;
-    uint64_t return_mask;
-};
-static_assert(sizeof(PmScanArg) == 96);
-
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
+// PAGEMAP_SCAN: criu/core/pagemap_scan.h. clone3: criu/core/clone3_args.h.
 
 // --- raw /proc/PID/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst) ---
 constexpr uint64_t kPmPresent = 1ull << 63;
@@ -78,22 +42,6 @@ struct PtraceRseqConfiguration {
     uint32_t flags;
     uint32_t pad;
 };
-
-// --- clone3 (include/uapi/linux/sched.h, set_tid since 5.5, cgroup since 5.7) ---
-struct CloneArgs {
-    uint64_t flags;
-    uint64_t pidfd;
-    uint64_t child_tid;
-    uint64_t parent_tid;
-    uint64_t exit_signal;
-    uint64_t stack;
-    uint64_t stack_size;
-    uint64_t tls;
-    uint64_t set_tid;
-    uint64_t set_tid_size;
-    uint64_t cgroup;
-};
-static_assert(sizeof(CloneArgs) == 88);
 
 // --- kcmp (include/uapi/linux/kcmp.h) ---
 constexpr int kKcmpFile = 0;

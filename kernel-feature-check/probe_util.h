@@ -81,11 +81,17 @@ void child_ready(int ready_fd);
 // Inside a ScopedChild body: sleep until killed.
 [[noreturn]] void child_park();
 
+// How long a probe waits for its child. A working kernel answers in milliseconds; the limit
+// only turns a hang into "absent". It is generous because a busy machine (a build next door,
+// a dump in progress) can leave a freshly forked child unscheduled for a second or more, and a
+// feature wrongly reported absent refuses dumps that would work.
+inline constexpr int kProbeTimeoutMs = 10000;
+
 // Runs fn in a forked child and brings its result back through a pipe. Used for
 // probes that change process-wide state (clear_refs, prctl) or that could fault or
 // block forever if the kernel half-supports a feature (uffd write-protect). A crash
 // or a timeout becomes an absent result that says so.
-ProbeResult run_isolated(const std::function<ProbeResult()>& fn, int timeout_ms = 1000);
+ProbeResult run_isolated(const std::function<ProbeResult()>& fn, int timeout_ms = kProbeTimeoutMs);
 
 // PTRACE_SEIZE + PTRACE_INTERRUPT, then wait for the group-stop that reports
 // PTRACE_EVENT_STOP. On success the child is a stopped tracee of this process.

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include "criu/core/pagemap_scan.h"
 #include "kernel-feature-check/kernel_abi.h"
 #include "kernel-feature-check/probe_util.h"
 
@@ -75,41 +76,28 @@ Expected<UniqueFd> open_pagemap() {
     return fd;
 }
 
-// One PAGEMAP_SCAN call over [start, end); returns the regions it filled.
-Expected<std::vector<abi::PageRegion>> pagemap_scan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags,
-                                                    uint64_t category_mask, uint64_t anyof_mask,
-                                                    uint64_t return_mask) {
-    std::vector<abi::PageRegion> vec(16);
-    abi::PmScanArg arg{};
-    arg.size = sizeof arg;
-    arg.flags = flags;
-    arg.start = start;
-    arg.end = end;
-    arg.vec = reinterpret_cast<uintptr_t>(vec.data());
-    arg.vec_len = vec.size();
-    arg.category_mask = category_mask;
-    arg.category_anyof_mask = anyof_mask;
-    arg.return_mask = return_mask;
-    long n = ioctl(pagemap_fd, abi::kPagemapScan, &arg);
-    if (n < 0)
-        return fail_errno("PAGEMAP_SCAN");
-    vec.resize(size_t(n));
-    return vec;
+// The regions PAGEMAP_SCAN reports over [start, end), through criu's own walker.
+Expected<std::vector<PmPageRegion>> pagemap_scan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags,
+                                                 uint64_t category_mask, uint64_t anyof_mask, uint64_t return_mask) {
+    std::vector<PmPageRegion> out;
+    TRY_VOID(pagemap_scan_walk(pagemap_fd, start, end, flags, 0, category_mask, anyof_mask, return_mask,
+                               [&](uint64_t s, uint64_t e, uint64_t c) { out.push_back(PmPageRegion{s, e, c}); }));
+    return out;
 }
 
 // Async write-protect scan as the dirty tracker does it: report WRITTEN pages and
 // write-protect them again in the same call.
-Expected<std::vector<abi::PageRegion>> wp_async_scan(int pagemap_fd, const ScopedMapping& m) {
+Expected<std::vector<PmPageRegion>> wp_async_scan(int pagemap_fd, const ScopedMapping& m) {
     return pagemap_scan(pagemap_fd, m.addr(), m.addr() + m.size(),
-                        abi::kPmScanWpMatching | abi::kPmScanCheckWpAsync, abi::kPageIsWritten, 0,
-                        abi::kPageIsWritten);
+                        kPmScanWpMatching | kPmScanCheckWpAsync, kPageIsWritten, 0,
+                        kPageIsWritten);
 }
 
-bool is_exactly_page(const std::vector<abi::PageRegion>& v, uint64_t addr) {
+bool is_exactly_page(const std::vector<PmPageRegion>& v, uint64_t addr) {
     return v.size() == 1 && v[0].start == addr && v[0].end == addr + page_size();
 }
 
-std::string regions_text(const std::vector<abi::PageRegion>& v) {
+std::string regions_text(const std::vector<PmPageRegion>& v) {
     std::string s;
     for (const auto& r : v)
         s += fmt::format("{}[{:#x}-{:#x} cat {:#x}]", s.empty() ? "" : " ", r.start, r.end, r.categories);
@@ -287,8 +275,8 @@ ProbeResult probe_pagemap_scan() {
         return no(m.error().str());
     m->data()[0] = 1;
     m->data()[2 * pg] = 1;
-    auto v = pagemap_scan(pm->get(), m->addr(), m->addr() + m->size(), 0, 0, abi::kPageIsPresent,
-                          abi::kPageIsPresent);
+    auto v = pagemap_scan(pm->get(), m->addr(), m->addr() + m->size(), 0, 0, kPageIsPresent,
+                          kPageIsPresent);
     if (!v)
         return no(v.error().str());
     if (v->size() != 2 || (*v)[0].start != m->addr() || (*v)[0].end != m->addr() + pg ||

@@ -23,7 +23,7 @@ namespace criu::kfc {
 
 namespace {
 
-constexpr int kTimeoutMs = 500;
+constexpr int kTimeoutMs = kProbeTimeoutMs;
 
 Expected<ino_t> ns_inode(const std::string& name) {
     struct stat st {};

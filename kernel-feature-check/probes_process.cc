@@ -20,6 +20,7 @@
 #include <cstring>
 #include <vector>
 
+#include "criu/core/clone3_args.h"
 #include "kernel-feature-check/kernel_abi.h"
 #include "kernel-feature-check/probe_util.h"
 
@@ -27,7 +28,7 @@ namespace criu::kfc {
 
 namespace {
 
-constexpr int kTimeoutMs = 500;
+constexpr int kTimeoutMs = kProbeTimeoutMs;
 
 long kcmp(pid_t a, pid_t b, int type, unsigned long x, unsigned long y) {
     return syscall(SYS_kcmp, a, b, type, x, y);
@@ -265,7 +266,7 @@ ProbeResult probe_clone3_set_tid() {
         return no((last ? max.error() : last.error()).str());
     for (int attempt = 0; attempt < 4; attempt++) {
         pid_t want = pid_t(pick_free_pid(*last, *max, attempt));
-        abi::CloneArgs args{};
+        criu_clone_args args{};
         args.exit_signal = SIGCHLD;
         args.set_tid = reinterpret_cast<uintptr_t>(&want);
         args.set_tid_size = 1;

@@ -100,7 +100,7 @@ std::string xfeatures_text(uint64_t mask) {
 
 Expected<uint32_t> ptrace_xstate_size() {
     auto child = TRY(ScopedChild::spawn([](int) -> int { child_park(); }));
-    TRY_VOID(seize_and_stop(child, 500));
+    TRY_VOID(seize_and_stop(child, kProbeTimeoutMs));
     std::vector<uint8_t> buf(64 * 1024);
     iovec iov{buf.data(), buf.size()};
     if (ptrace(PTRACE_GETREGSET, child.pid(), reinterpret_cast<void*>(NT_X86_XSTATE), &iov) < 0)

@@ -12,24 +12,10 @@
 #include <sstream>
 #include <thread>
 
+#include "criu/core/clone3_args.h"
+
 namespace criu {
 namespace {
-
-// clone_args of clone3(2), version 2 (with set_tid and cgroup); the 6.1 headers lack set_tid.
-struct CloneArgs {
-    uint64_t flags;
-    uint64_t pidfd;
-    uint64_t child_tid;
-    uint64_t parent_tid;
-    uint64_t exit_signal;
-    uint64_t stack;
-    uint64_t stack_size;
-    uint64_t tls;
-    uint64_t set_tid;
-    uint64_t set_tid_size;
-    uint64_t cgroup;
-};
-static_assert(sizeof(CloneArgs) == 88);
 
 constexpr std::chrono::milliseconds kPoll{10};
 
@@ -114,7 +100,7 @@ long clone_from_helper(pid_t pid) {
     if (helper == 0) {
         ::close(res[0]);
         pid_t want = pid;
-        CloneArgs ca{};
+        criu_clone_args ca{};
         // clone3 refuses an exit signal with CLONE_PARENT: the new process takes the helper's
         // (SIGCHLD, from fork) -- copy_process().
         ca.flags = CLONE_PARENT;

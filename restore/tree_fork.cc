@@ -11,17 +11,13 @@
 #include <chrono>
 #include <thread>
 
+#include "criu/core/clone3_args.h"
+
 #include "restore/pid_claim.h"
 #include "restore/restored_child.h"
 
 namespace criu {
 namespace {
-
-// clone_args of clone3(2) with set_tid (the 6.1 headers lack it).
-struct CloneArgs {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
-};
-static_assert(sizeof(CloneArgs) == 88);
 
 constexpr std::chrono::milliseconds kJoinPoll{1};
 
@@ -106,7 +102,7 @@ Status join_group(const RestoreTree& t, size_t index) {
         fail_out(Error(errno, s.helper_setsid ? "setsid" : "setpgid"));
     for (size_t c : s.helper_children) {
         pid_t want = entry_at(t, c).pid();
-        CloneArgs ca{};
+        criu_clone_args ca{};
         ca.flags = CLONE_PARENT;
         ca.set_tid = reinterpret_cast<uint64_t>(&want);
         ca.set_tid_size = 1;

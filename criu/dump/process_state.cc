@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace criu {
@@ -92,17 +93,39 @@ Status dump_process_state(SeizedProcess& sp, RemoteSyscalls& rs, const ProcStat&
         a->set_mask(acts[sig].mask);
     }
 
-    for (const siginfo_t& si : TRY(main.peek_siginfo(true)))
-        core.add_shared_pending()->set_siginfo(std::string(reinterpret_cast<const char*>(&si), sizeof(si)));
-
-    images::ItimerValue* itimers[3] = {core.mutable_itimer_real(), core.mutable_itimer_virtual(),
-                                       core.mutable_itimer_prof()};
-    for (int which = 0; which < 3; ++which) {
+    // ITIMER_REAL keeps running while the process is stopped. When it expires, the kernel queues
+    // SIGALRM and leaves the timer unarmed until that SIGALRM is dequeued, which re-arms it with
+    // the interval (posixtimer_rearm_itimer). So "value 0, interval set" is only a live timer
+    // together with its pending SIGALRM: read without it, the restore would disarm the timer
+    // for good (seen: one restore in ~90 lost its 200 ms itimer). The timer is read after the
+    // pending signals, and those are read again if it expired in between.
+    auto get_itimer = [&](int which) -> Expected<itimerval> {
         itimerval v{};
         TRY(rs.syscall_checked("getitimer", SYS_getitimer, which, (rs.scratch() + kValueArea).addr()));
         TRY_VOID(rs.read_scratch(kValueArea, &v, sizeof(v)));
-        set_itimer(itimers[which], v);
+        return v;
+    };
+    auto expired = [](const itimerval& v) {
+        return v.it_value.tv_sec == 0 && v.it_value.tv_usec == 0 &&
+               (v.it_interval.tv_sec != 0 || v.it_interval.tv_usec != 0);
+    };
+    std::vector<siginfo_t> shared = TRY(main.peek_siginfo(true));
+    itimerval real = TRY(get_itimer(ITIMER_REAL));
+    auto has_alarm = [&] {
+        return std::any_of(shared.begin(), shared.end(), [](const siginfo_t& si) { return si.si_signo == SIGALRM; });
+    };
+    if (expired(real) && !has_alarm()) {
+        shared = TRY(main.peek_siginfo(true));  // it expired after the first look: SIGALRM is queued now
+        if (!has_alarm())
+            log.warn("dump", "pid {}: ITIMER_REAL has expired but no SIGALRM is pending (ignored?): it "
+                             "is restored as the kernel shows it now, unarmed", pid);
     }
+    for (const siginfo_t& si : shared)
+        core.add_shared_pending()->set_siginfo(std::string(reinterpret_cast<const char*>(&si), sizeof(si)));
+
+    set_itimer(core.mutable_itimer_real(), real);
+    set_itimer(core.mutable_itimer_virtual(), TRY(get_itimer(ITIMER_VIRTUAL)));
+    set_itimer(core.mutable_itimer_prof(), TRY(get_itimer(ITIMER_PROF)));
 
     // /proc/PID/timers names the timers but has no times (KERNEL-NOTES section 2).
     for (const ProcTimer& t : TRY(read_timers(pid))) {

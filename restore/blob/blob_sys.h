@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "criu/core/clone3_args.h"
+
 #define NR_read 0
 #define NR_write 1
 #define NR_close 3
@@ -120,24 +122,9 @@ static inline long sys_call6(long nr, long a1, long a2, long a3, long a4, long a
 #define SYS6(n, a, b, c, d, e, f) \
     sys_call6((n), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
 
-/* clone_args of clone3(2), version 2 (88 bytes, with set_tid and cgroup). */
-struct blob_clone_args {
-    uint64_t flags;
-    uint64_t pidfd;
-    uint64_t child_tid;
-    uint64_t parent_tid;
-    uint64_t exit_signal;
-    uint64_t stack;
-    uint64_t stack_size;
-    uint64_t tls;
-    uint64_t set_tid;
-    uint64_t set_tid_size;
-    uint64_t cgroup;
-};
-
 /* In blob_entry.S: clone3 a thread that starts on its own stack in fn(arg, idx) and never
  * returns; the caller gets the new tid or a negative errno. */
-long blob_clone3_thread(struct blob_clone_args* ca, uint64_t size, void (*fn)(void*, uint64_t),
+long blob_clone3_thread(struct criu_clone_args* ca, uint64_t size, void (*fn)(void*, uint64_t),
                         void* arg, uint64_t idx);
 /* In blob_entry.S: rsp = frame + 8; rt_sigreturn. */
 __attribute__((noreturn)) void blob_sigreturn(uint64_t frame);

@@ -538,7 +538,7 @@ static __attribute__((noreturn)) void thread_main(void* arg, uint64_t idx) {
 static void create_threads(struct blob_args* a) {
     struct blob_thread* th = AT(a, a->threads_off, struct blob_thread);
     for (uint32_t i = 1; i < a->nr_threads; i++) {
-        struct blob_clone_args ca;
+        struct criu_clone_args ca;
         memset(&ca, 0, sizeof(ca));
         int32_t tid = th[i].tid;
         /* No CLONE_SETTLS: fs_base is set by the thread itself with ARCH_SET_FS. */

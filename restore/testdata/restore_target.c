@@ -40,6 +40,7 @@
 static __thread int tls_marker;
 static volatile long counter1, counter2;
 static volatile int zmm_bad, tls_bad, alt_bad, stop;
+static int threads_set_up;  // "ready" waits for both workers: the test fingerprints them at once
 static volatile sig_atomic_t usr1, alrm, ptimer;
 
 static const uint64_t zmm_pattern[16] = {
@@ -62,6 +63,7 @@ static void* worker_tls(void* arg) {
     sched_setscheduler(0, SCHED_BATCH, &sp);  // this thread only
     stack_t ss = {.ss_sp = malloc(65536), .ss_flags = 0, .ss_size = 65536};
     sigaltstack(&ss, NULL);
+    __atomic_add_fetch(&threads_set_up, 1, __ATOMIC_SEQ_CST);
     while (!stop) {
         if (tls_marker != (int)(intptr_t)arg)
             tls_bad = 1;
@@ -79,6 +81,7 @@ __attribute__((target("avx512f"))) static void* worker_zmm(void* arg) {
     (void)arg;
     uint64_t out[16] __attribute__((aligned(64)));
     if (!__builtin_cpu_supports("avx512f")) {
+        __atomic_add_fetch(&threads_set_up, 1, __ATOMIC_SEQ_CST);
         while (!stop) {
             raw_sleep_ms(5);
             counter2++;
@@ -89,6 +92,7 @@ __attribute__((target("avx512f"))) static void* worker_zmm(void* arg) {
                  :
                  : "m"(zmm_pattern[0]), "m"(zmm_pattern[8])
                  : "xmm31", "xmm16");
+    __atomic_add_fetch(&threads_set_up, 1, __ATOMIC_SEQ_CST);
     while (!stop) {
         raw_sleep_ms(5);
         asm volatile("vmovdqu64 %%zmm31, %0\n\tvmovdqu64 %%zmm16, %1" : "=m"(out[0]), "=m"(out[8]));
@@ -172,6 +176,8 @@ int main(int argc, char** argv) {
     struct itimerspec its = {{0, 100000000}, {0, 100000000}};
     timer_settime(tid, 0, &its, NULL);
 
+    while (__atomic_load_n(&threads_set_up, __ATOMIC_SEQ_CST) < 2)
+        usleep(1000);
     printf("ready pid=%d\n", getpid());
     long heap_counter = 0;
     for (long tick = 0;; tick++) {

@@ -48,9 +48,10 @@ std::vector<std::string> lines_of(const std::string& path) {
     return out;
 }
 
-// Waits until the output has more than `n` lines (or fails the test after 5 s).
+// Waits until the output has more than `n` lines (or fails the test after 20 s: a loaded CI
+// machine can hold a process off the CPU for seconds).
 std::vector<std::string> wait_lines(const std::string& path, size_t n) {
-    for (int i = 0; i < 500; i++) {
+    for (int i = 0; i < 2000; i++) {
         auto l = lines_of(path);
         if (l.size() > n)
             return l;
@@ -64,6 +65,22 @@ long field(const std::string& line, const std::string& key) {
     auto at = line.find(" " + key + "=");
     REQUIRE(at != std::string::npos);
     return std::stol(line.substr(at + key.size() + 2));
+}
+
+// The last tick line once `key` has grown past `than` (each tick prints every counter), or
+// the last line seen after 20 s, for the CHECK to report.
+std::string wait_field_above(const std::string& path, const std::string& key, long than) {
+    std::string last;
+    for (int i = 0; i < 2000; i++) {
+        auto l = lines_of(path);
+        if (!l.empty() && l.back().rfind("tick ", 0) == 0) {
+            last = l.back();
+            if (field(last, key) > than)
+                break;
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    return last;
 }
 
 std::string status_lines(const std::string& path, std::initializer_list<const char*> keys) {
@@ -92,6 +109,9 @@ std::string pending_without_timers(const std::string& status) {
     return out;
 }
 
+// The threads in the order they were created: tids are handed out cyclically, so after a
+// wrap past pid_max (32768 here, reached quickly by a parallel build) a later thread can have a
+// smaller tid; counting from the pid modulo pid_max keeps creation order.
 std::vector<pid_t> tasks_of(pid_t pid) {
     std::vector<pid_t> out;
     DIR* d = opendir(fmt::format("/proc/{}/task", pid).c_str());
@@ -100,7 +120,11 @@ std::vector<pid_t> tasks_of(pid_t pid) {
         if (e->d_name[0] != '.')
             out.push_back(pid_t(std::stol(e->d_name)));
     closedir(d);
-    std::sort(out.begin(), out.end());
+    long pid_max = 0;
+    std::ifstream("/proc/sys/kernel/pid_max") >> pid_max;
+    REQUIRE(pid_max > 0);
+    auto age = [&](pid_t tid) { return ((long(tid) - pid) % pid_max + pid_max) % pid_max; };
+    std::sort(out.begin(), out.end(), [&](pid_t a, pid_t b) { return age(a) < age(b); });
     return out;
 }
 
@@ -263,10 +287,9 @@ void check_running_on(const Target& t, size_t lines_before) {
     CHECK(field(now, "t1") > field(last_dumped, "t1"));
     CHECK(field(now, "t2") > field(last_dumped, "t2"));
     // The itimer (200 ms) and the POSIX timer (100 ms) keep firing into the restored handlers.
-    std::this_thread::sleep_for(450ms);
-    const std::string later = lines_of(t.out).back();
-    CHECK(field(later, "alrm") > field(last_dumped, "alrm"));
-    CHECK(field(later, "ptimer") > field(last_dumped, "ptimer"));
+    CHECK(field(wait_field_above(t.out, "alrm", field(last_dumped, "alrm")), "alrm") > field(last_dumped, "alrm"));
+    CHECK(field(wait_field_above(t.out, "ptimer", field(last_dumped, "ptimer")), "ptimer") >
+          field(last_dumped, "ptimer"));
 }
 
 // Dump, restore detached, compare what /proc shows, check it runs on, then stop it.
@@ -303,8 +326,7 @@ void full_cycle(const char* mode) {
 
     // The SIGUSR1 handler is back.
     REQUIRE(kill(t.pid, SIGUSR1) == 0);
-    std::this_thread::sleep_for(200ms);
-    CHECK(field(lines_of(t.out).back(), "usr1") == 1);
+    CHECK(field(wait_field_above(t.out, "usr1", 0), "usr1") == 1);
 
     // The exit path joins both threads (clear_child_tid restored) and exits 7.
     { std::ofstream(t.stop).put('x'); }
