@@ -427,19 +427,31 @@ Status run_pre_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     ctx.stats.set_freezing_time_us(micros_since(t_seize));
     auto frozen_since = std::chrono::steady_clock::now();
 
-    // Memory only: the VMA list and the pages. Nothing runs inside the process.
+    // Frozen only for the dirty-tracking step: the pages written since the parent are
+    // collected and the tracking re-armed (or a new tracker armed) in one atomic step. The
+    // pages are then copied while the process runs again: a page written during the copy is
+    // written after that step, so the next increment reads it again; one written before it
+    // is in this increment's dirty set and its copy is at least as new as the step.
     ProcessImages img;
     img.core.set_pid(pid);
     img.pstree.set_pid(pid);
     for (const auto& t : sp->threads())
         img.pstree.add_threads(t->tid());
     TRY_VOID(ctx.checkpoint("mm"));
+    TRY_VOID_CTX(inc->before_pages(*sp), "pre-dumping pid {}", pid);
+    TRY_VOID_CTX(sp->resume(), "resuming pid {} after arming dirty tracking", pid);
+    ctx.stats.set_frozen_time_us(micros_since(frozen_since));
+
+    // The memory map after the tracking step (see pre_copy.cc for why this order).
     img.vmas = TRY_CTX(collect_vmas(pid), "pre-dumping pid {}", pid);
     for (const DumpVma& v : img.vmas)
         *img.mm.add_vmas() = v.vma;
-    TRY_VOID_CTX(inc->before_pages(*sp), "pre-dumping pid {}", pid);
-    TRY_VOID_CTX(dump_pages(ctx, sp->main_thread(), img.vmas, img.mm, inc->parent_hashes(), inc->hashes(), inc->plan()),
+    RangeSet unreadable;
+    TRY_VOID_CTX(dump_pages(ctx, pid, img.vmas, img.mm, inc->parent_hashes(), inc->hashes(), inc->plan(), &unreadable),
                  "pre-dumping pid {}", pid);
+    if (!unreadable.empty())
+        log.info("dump", "pid {}: {} pages unmapped while they were copied: left out (the next dump reads what is "
+                         "there then)", pid, unreadable.pages());
     TRY_VOID(ctx.checkpoint("images"));
     TRY_VOID(inc->finish());
     TRY_VOID(write_one(ctx.dir, ImageType::Mm, pid, img.mm));
@@ -455,8 +467,6 @@ Status run_pre_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     if (hooks.before_release)
         TRY_VOID(hooks.before_release());
 
-    TRY_VOID_CTX(sp->resume(), "resuming pid {} after the pre-dump", pid);
-    ctx.stats.set_frozen_time_us(micros_since(frozen_since));
     ctx.stats.set_tasks(1);
     ctx.stats.set_threads(static_cast<uint32_t>(img.pstree.threads_size()));
     ctx.stats.set_total_time_us(micros_since(started));

@@ -412,10 +412,10 @@ Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas
 }
 
 Status dump_pages(DumpContext& ctx, pid_t pid, const std::vector<DumpVma>& vmas, images::MmInfo& mm,
-                  const PageHashes* parent, PageHashes* hashes, const DirtyPlan* plan) {
+                  const PageHashes* parent, PageHashes* hashes, const DirtyPlan* plan, RangeSet* unreadable) {
     auto t0 = std::chrono::steady_clock::now();
     ProcMem mem(pid);
-    const bool tolerant = plan && plan->unreadable;
+    const bool tolerant = unreadable != nullptr;
     std::vector<Run> runs = TRY(find_runs(ctx, pid, vmas, mm, plan));
     uint64_t scanned = 0;
     for (const Run& r : runs)
@@ -485,7 +485,7 @@ Status dump_pages(DumpContext& ctx, pid_t pid, const std::vector<DumpVma>& vmas,
 
     if (tolerant)
         for (const PageRange& r : cls.unreadable)
-            plan->unreadable->add(r);
+            unreadable->add(r);
     const PageWriterStats ps = pw.stats();
     ctx.stats.set_pages_skipped_zero(ctx.stats.pages_skipped_zero() + cls.zero_pages);
     ctx.stats.set_pages_skipped_parent(ctx.stats.pages_skipped_parent() + cls.parent_pages);

@@ -27,10 +27,6 @@ class PageHashes;
 struct DirtyPlan {
     RangeSet dirty;
     RangeSet parent_pages;
-    // Pre-copy rounds read a running process: a range that cannot be read any more (unmapped
-    // meanwhile) is left out and added here instead of failing the dump; the next round must
-    // treat it as dirty.
-    RangeSet* unreadable = nullptr;
 };
 
 // Writes the pages of `vmas` (see PagePolicy) and adds the guard regions found to `mm`.
@@ -42,8 +38,12 @@ struct DirtyPlan {
 // Swap entries that are uffd-wp markers (KERNEL-NOTES pitfall 2) are never taken for data.
 Status dump_pages(DumpContext& ctx, Task& task, const std::vector<DumpVma>& vmas, images::MmInfo& mm,
                   const PageHashes* parent = nullptr, PageHashes* hashes = nullptr, const DirtyPlan* plan = nullptr);
-// The same for a process that is not stopped (pre-copy rounds): memory is read by pid.
+// The same for a process that may be running (pre-dumps and pre-copy rounds copy while it
+// runs): memory is read by pid. With `unreadable`, a range that cannot be read any more
+// (unmapped meanwhile) is left out of the image and added there instead of failing the dump;
+// the next increment reads it if it holds data then (it is not in its parent).
 Status dump_pages(DumpContext& ctx, pid_t pid, const std::vector<DumpVma>& vmas, images::MmInfo& mm,
-                  const PageHashes* parent, PageHashes* hashes, const DirtyPlan* plan);
+                  const PageHashes* parent, PageHashes* hashes, const DirtyPlan* plan,
+                  RangeSet* unreadable = nullptr);
 
 }  // namespace criu

@@ -59,13 +59,11 @@ Expected<RoundResult> copy_round(const Options& opts, Log& log, const kfc::Kerne
     res.stats.set_images_dir(round_dir_name(k));
     std::string path = top + "/" + round_dir_name(k);
     DumpContext ctx(opts, log, TRY(ImageDir::create(path)), kf);
-    std::vector<DumpVma> vmas = TRY_CTX(collect_vmas(pid), "pre-copy round {} of pid {}", k, pid);
-    images::MmInfo mm;
-    for (const DumpVma& v : vmas)
-        *mm.add_vmas() = v.vma;
     DirtyPlan plan;
     RangeSet unreadable;
-    plan.unreadable = &unreadable;
+    // The dirty set first, then the memory map: a VMA mapped in between is copied now and
+    // reported (as new) by the next collect. The other order would let a VMA mapped between
+    // the two be reported now and left out of this copy.
     if (parent_pages) {
         auto tc = std::chrono::steady_clock::now();
         DirtySet d = TRY_CTX(tracker.collect(), "pre-copy round {} of pid {}", k, pid);
@@ -76,7 +74,11 @@ Expected<RoundResult> copy_round(const Options& opts, Log& log, const kfc::Kerne
         plan.parent_pages = *parent_pages;
     }
     live.carry.clear();
-    TRY_VOID_CTX(dump_pages(ctx, pid, vmas, mm, nullptr, nullptr, &plan), "pre-copy round {} of pid {}", k, pid);
+    std::vector<DumpVma> vmas = TRY_CTX(collect_vmas(pid), "pre-copy round {} of pid {}", k, pid);
+    images::MmInfo mm;
+    for (const DumpVma& v : vmas)
+        *mm.add_vmas() = v.vma;
+    TRY_VOID_CTX(dump_pages(ctx, pid, vmas, mm, nullptr, nullptr, &plan, &unreadable), "pre-copy round {} of pid {}", k, pid);
     live.carry = std::move(unreadable);
     TRY_VOID(write_image(ctx.dir, ImageType::Mm, pid, mm));
     images::PstreeEntry ps;

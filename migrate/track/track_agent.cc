@@ -133,8 +133,10 @@ public:
         return {};
     }
 
-    // Serves until the process exits, STOP, a failed collect or the idle timeout.
-    void serve() {
+    // Serves until the process exits, STOP, a failed collect or the idle timeout. False when it
+    // ended on an error (a failed collect).
+    bool serve() {
+        bool normal = true;
         for (;;) {
             pollfd pf[2] = {{listen_.get(), POLLIN, 0}, {tracker_->pidfd(), POLLIN, 0}};
             int n = poll(pf, 2, int(cfg_.idle_timeout_s * 1000));
@@ -151,11 +153,14 @@ public:
             }
             if (pf[0].revents & POLLIN) {
                 UniqueFd c(accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-                if (c && !handle(c.get()))
+                if (c && !handle(c.get())) {
+                    normal = !failed_;
                     break;
+                }
             }
         }
         remove_socket();
+        return normal;
     }
 
 private:
@@ -223,6 +228,7 @@ private:
         if (!d) {
             log_.error("agent", "pid {}: {}", tracker_->pid(), d.error().str());
             (void)reply(fd, d.error().err() ? d.error().err() : EIO, d.error().str());
+            failed_ = true;
             return false;  // a tracker that failed once cannot be trusted again
         }
         ++generation_;
@@ -251,6 +257,29 @@ private:
     uint64_t session_ = 0;
     uint64_t generation_ = 0;
     std::deque<DirtySet> history_;
+    bool failed_ = false;
+};
+
+// The agent's log, removed again when the agent ends normally (the process exited, STOP, the
+// idle timeout): one agent per pre-dump chain would otherwise leave a file behind each time.
+// A log that ends on an error stays for whoever looks into it. Only our own file goes: a newer
+// agent of a reused pid may have created the same name.
+class AgentLogFile {
+public:
+    AgentLogFile(Log& log, const std::string& path) : path_(path) {
+        struct stat st {};
+        if (!path_.empty() && log.open_file(path_) && stat(path_.c_str(), &st) == 0)
+            ino_ = st.st_ino;
+    }
+    void remove() const {
+        struct stat st {};
+        if (ino_ && stat(path_.c_str(), &st) == 0 && st.st_ino == ino_)
+            unlink(path_.c_str());
+    }
+
+private:
+    std::string path_;
+    ino_t ino_ = 0;
 };
 
 // Everything the agent must not keep from the dumper: its stdio (a caller waiting for EOF on a
@@ -290,8 +319,7 @@ void detach_from_dumper(const std::vector<int>& keep) {
     pid_t pid = tracker->pid();
     // The dumper's log went with its fds: the tracker logs to the agent's own from now on.
     Log log(0);
-    if (!cfg.log_path.empty())
-        log.open_file(cfg.log_path);
+    AgentLogFile log_file(log, cfg.log_path);
     tracker->set_log(log);
     uint64_t session = 0;
     while (getrandom(&session, sizeof session, 0) != sizeof session || session == 0) {
@@ -311,7 +339,8 @@ void detach_from_dumper(const std::vector<int>& keep) {
         _exit(1);
     close(ready_fd);
     log.info("agent", "tracking pid {} (session {:#x}), socket {}", pid, session, agent_socket_path(pid, cfg.dir));
-    server.serve();
+    if (server.serve())
+        log_file.remove();
     _exit(0);
 }
 

@@ -277,7 +277,7 @@ int uffd_wp_vmas(pid_t pid) {
 }
 
 bool wait_until(const std::function<bool()>& cond) {
-    for (int i = 0; i < 500; ++i) {
+    for (int i = 0; i < 1500; ++i) {  // 15 s: a loaded machine
         if (cond())
             return true;
         usleep(10000);
@@ -347,11 +347,14 @@ TEST_CASE("tracking agent: holds the tracking, answers by generation, refuses st
     CHECK(ping->session == s.session);
     CHECK(ping->generation == 4);
 
-    // Stopped: the uffd is closed, the process is left unregistered, the socket is gone.
+    // Stopped: the uffd is closed, the process is left unregistered, the socket is gone, and
+    // so is the log of an agent that ended normally.
+    struct stat sb {};
+    REQUIRE(stat(cfg.log_path.c_str(), &sb) == 0);
     REQUIRE(agent_stop(v.pid, dir.path));
     CHECK(wait_until([&] { return uffd_wp_vmas(v.pid) == 0; }));
-    struct stat sb {};
     CHECK(wait_until([&] { return stat(agent_socket_path(v.pid, dir.path).c_str(), &sb) != 0; }));
+    CHECK(wait_until([&] { return stat(cfg.log_path.c_str(), &sb) != 0; }));
     auto gone = agent_collect(v.pid, s.session, 4, st, dir.path);
     REQUIRE_FALSE(gone);
     CHECK((gone.error().err() == ENOENT || gone.error().err() == ECONNREFUSED));
@@ -368,6 +371,7 @@ TEST_CASE("tracking agent: ends by itself when the process exits or after its id
         AgentConfig cfg;
         cfg.dir = dir.path;
         cfg.idle_timeout_s = exit_first ? 3600 : 1;
+        cfg.log_path = fmt::format("{}/{}.log", dir.path, v.pid);
         {
             auto sp = SeizedProcess::seize(v.pid, log);
             REQUIRE(sp);
@@ -381,9 +385,12 @@ TEST_CASE("tracking agent: ends by itself when the process exits or after its id
         std::string sock = agent_socket_path(v.pid, dir.path);
         struct stat sb {};
         REQUIRE(stat(sock.c_str(), &sb) == 0);
+        REQUIRE(stat(cfg.log_path.c_str(), &sb) == 0);
         if (exit_first)
             v.exit_now();
         CHECK(wait_until([&] { return stat(sock.c_str(), &sb) != 0; }));
+        // A normal end: no log left behind in the agents' directory.
+        CHECK(wait_until([&] { return stat(cfg.log_path.c_str(), &sb) != 0; }));
         // The agent removes its socket before it exits; the kernel unregisters the VMAs only when
         // the uffd is released with the agent's last fd, a moment later.
         if (!exit_first)
