@@ -385,12 +385,15 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     // The image set is complete: from here the tree is either gone or running again.
     size_t nthreads = tree->thread_count();
     size_t nprocs = tree->live_count();
+    // The frozen interval ends when the tree runs again or can never run again (SIGKILL
+    // sent); collecting the exits of killed processes (their memory torn down) comes after.
     if (opts.leave_running) {
         TRY_VOID_CTX(tree->resume(), "resuming the tree of pid {} after the dump", pid);
+        ctx.stats.set_frozen_time_us(micros_since(frozen_since));
     } else {
-        TRY_VOID_CTX(tree->kill(), "killing the tree of pid {} after the dump", pid);
+        TRY_VOID_CTX(tree->kill([&] { ctx.stats.set_frozen_time_us(micros_since(frozen_since)); }),
+                     "killing the tree of pid {} after the dump", pid);
     }
-    ctx.stats.set_frozen_time_us(micros_since(frozen_since));
     ctx.stats.set_tasks(static_cast<uint32_t>(nprocs));
     ctx.stats.set_threads(static_cast<uint32_t>(nthreads));
     ctx.stats.set_total_time_us(micros_since(started));

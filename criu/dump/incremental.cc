@@ -186,7 +186,7 @@ Status IncrementalDump::before_pages(SeizedProcess& sp) {
         if (!d)
             return std::unexpected(std::move(d.error()));  // no increment can be trusted now
         d->written.add(live_->carry);
-        plan_ = DirtyPlan{std::move(d->written), parent_pages_};
+        plan_ = DirtyPlan{std::move(d->written), parent_pages_, live_->tracker->method() == "uffd-wp"};
         method_ = std::string(live_->tracker->method());
         collected = true;
     } else if (parent_record_) {
@@ -202,7 +202,7 @@ Status IncrementalDump::before_pages(SeizedProcess& sp) {
             if (!got) {
                 fall_back(fmt::format("the tracking agent did not answer: {}", got.error().str()));
             } else {
-                plan_ = DirtyPlan{std::move(got->dirty.written), parent_pages_};
+                plan_ = DirtyPlan{std::move(got->dirty.written), parent_pages_, true};
                 method_ = "uffd-wp";
                 collected = true;
                 if (keeps_tracking())

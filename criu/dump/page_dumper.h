@@ -27,6 +27,13 @@ class PageHashes;
 struct DirtyPlan {
     RangeSet dirty;
     RangeSet parent_pages;
+    // The tracker reports every change of anonymous private memory as a write, drops and
+    // guard regions included (uffd-wp: MADV_DONTNEED, MADV_FREE reclaim, MADV_GUARD_INSTALL
+    // leave no write-protected PTE behind; verified on 6.18 by unit.track). Then a page of such
+    // memory that is in the parent and not dirty is as the parent has it, and only the dirty
+    // pages and those the parent lacks are looked at (the final step of a pre-copy dump needs no
+    // walk over all memory). Other memory (file, shared) is always looked at in full.
+    bool exact = false;
 };
 
 // Writes the pages of `vmas` (see PagePolicy) and adds the guard regions found to `mm`.

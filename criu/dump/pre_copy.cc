@@ -72,6 +72,7 @@ Expected<RoundResult> copy_round(const Options& opts, Log& log, const kfc::Kerne
         res.stats.set_pages_dirty(d.written.pages());
         plan.dirty = std::move(d.written);
         plan.parent_pages = *parent_pages;
+        plan.exact = tracker.method() == "uffd-wp";
     }
     live.carry.clear();
     std::vector<DumpVma> vmas = TRY_CTX(collect_vmas(pid), "pre-copy round {} of pid {}", k, pid);

@@ -13,7 +13,9 @@
 // write-protected again in one atomic step, so a write racing with the copy that follows is
 // simply reported by the next collect(). Every method is exact in the direction that matters:
 // a written page is never missing from the set; the set may hold pages that were not written
-// (whole new VMAs, huge pages, VMAs that cannot be tracked).
+// (whole new VMAs, huge pages, VMAs that cannot be tracked, and memory that can change without a
+// write through the process's page tables: shared memory, memfd and deleted-file mappings,
+// maps_diff.h vma_content_untrackable, reported as a whole every round).
 //
 // Methods (KERNEL-NOTES sections 3 and 4):
 //   "uffd-wp"    userfaultfd write-protect in async mode, read and re-armed with PAGEMAP_SCAN

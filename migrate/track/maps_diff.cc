@@ -26,6 +26,16 @@ bool vma_is_special(const MapsEntry& m) {
            m.path == "[uprobes]";
 }
 
+bool vma_content_untrackable(const MapsEntry& m) {
+    if (vma_is_special(m))
+        return false;
+    const std::string& p = m.path;
+    if (m.shared)
+        return p.empty() || p.starts_with("[anon") || p == "/dev/zero" || p.starts_with("/memfd:") ||
+               p.starts_with("/SYSV");
+    return m.deleted && p.starts_with("/");
+}
+
 MapsDiff diff_maps(const std::vector<MapsEntry>& prev, const std::vector<MapsEntry>& cur) {
     MapsDiff d;
     RangeSet cur_set;

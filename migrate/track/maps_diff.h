@@ -17,6 +17,15 @@ namespace criu {
 // dumped ([vsyscall], [vvar], [vvar_vclock], [vdso], [uprobes]).
 bool vma_is_special(const MapsEntry& m);
 
+// Memory whose content can change without a write through this process's page tables, which
+// is all a tracker sees: MAP_SHARED anonymous memory, memfd and SysV shm (another process, or
+// write(2) on the memfd), and private mappings of a deleted file or memfd, whose page-cache
+// pages the dumper copies (vma_list.h PagePolicy::AllPrivate) and a write(2) changes. Trackers
+// report such VMAs dirty as a whole every round. Shared mappings of files on disk are not
+// copied (the file holds their content), private file pages only once COWed (then anonymous):
+// neither counts.
+bool vma_content_untrackable(const MapsEntry& m);
+
 struct MapsDiff {
     RangeSet added;    // pages of `cur` not backed the same way in `prev`
     RangeSet removed;  // pages of `prev` no longer mapped in `cur`

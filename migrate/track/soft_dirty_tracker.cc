@@ -89,7 +89,8 @@ Expected<DirtySet> SoftDirtyTracker::collect() {
     }
     // New VMAs carry VM_SOFTDIRTY (all pages read dirty) but the diff costs nothing to add.
     for (const MapsEntry& m : maps)
-        if (!vma_is_special(m) && diff_maps(prev_maps_, {m}).added.overlaps(m.start, m.end))
+        if (!vma_is_special(m) &&
+            (vma_content_untrackable(m) || diff_maps(prev_maps_, {m}).added.overlaps(m.start, m.end)))
             d.written.add(m.start, m.end);
     TRY_VOID(clear_refs());
     prev_maps_ = std::move(maps);

@@ -148,6 +148,9 @@ Expected<DirtySet> UffdWpTracker::round(bool baseline) {
     register_vmas(maps, unregistered, registered_now, failed);
     d.written.add(unregistered);
     d.written.add(diff.added.subtract(special));
+    for (const MapsEntry& m : maps)
+        if (vma_content_untrackable(m))
+            d.written.add(m.start, m.end);
     last_.new_vma_pages = d.written.pages();
 
     // 2. Written pages of the registered VMAs, re-protected in the same call. Consecutive VMAs

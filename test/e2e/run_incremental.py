@@ -8,6 +8,10 @@ Modes:
   agent-killed  the same, but the tracking agent is SIGKILLed before the final dump: the dump must
                 say it fell back (stats tracking_fallback, dirty_tracking "hash") and still be right.
   pre-copy      one `criu dump --pre-copy`; the stats must show the rounds; restore.
+  order-chain, order-pre-copy
+                chain and pre-copy with the mem_order workload, which writes without pause while
+                the pre-dumps and rounds copy its memory (no phases, no agent kill): after the
+                restore no page may be older than its last write before the final freeze.
 In every mode the workload verifies every byte after the restore and prints PASS, and no tracking
 agent may be left once the process is gone.
 """
@@ -63,11 +67,15 @@ def next_phase(pid, out_path, n, proc_alive):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--criu", required=True)
-    ap.add_argument("--mode", choices=["chain", "agent-killed", "pre-copy"], required=True)
+    ap.add_argument("--mode", choices=["chain", "agent-killed", "pre-copy", "order-chain", "order-pre-copy"],
+                    required=True)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("workload", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.workload[1:] if a.workload and a.workload[0] == "--" else a.workload
+    # The order modes run a workload without phases (it never stops writing).
+    phases = not a.mode.startswith("order-")
+    mode = a.mode.removeprefix("order-")
 
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
@@ -90,7 +98,7 @@ def main():
         before = base.snapshot(pid)
         common = ["-t", str(pid), "-v4"]
 
-        if a.mode == "pre-copy":
+        if mode == "pre-copy":
             img = os.path.join(tmp, "img")
             st = os.path.join(tmp, "stats.json")
             base.run_criu(["dump", "--pre-copy", "--max-downtime-ms", "50", "-D", img, "-o", "dump.log",
@@ -124,8 +132,9 @@ def main():
                 if not agents_of(pid):
                     raise Failure(f"no tracking agent runs for pid {pid} after pre-dump {n}")
                 prev = f"pre{n}"
-                next_phase(pid, out_path, n, alive)
-            if a.mode == "chain":
+                if phases:
+                    next_phase(pid, out_path, n, alive)
+            if mode == "chain":
                 # A dump that leaves the process running with --track-mem keeps the tracking going.
                 st = os.path.join(tmp, "mid.json")
                 base.run_criu(["dump", "-R", "--track-mem", "--prev-images-dir", f"../{prev}",
@@ -138,7 +147,7 @@ def main():
                     raise Failure(f"dump -R --track-mem did not keep the process and its tracking: {s}")
                 prev = "mid"
                 time.sleep(0.2)
-            if a.mode == "agent-killed":
+            if mode == "agent-killed":
                 for agent in agents_of(pid):
                     log(f"killing tracking agent {agent}")
                     os.kill(agent, signal.SIGKILL)
@@ -151,7 +160,7 @@ def main():
             log(f"dump: {s.get('dirty_tracking')!r}, {num(s.get('pages_dirty'))} dirty, "
                 f"{num(s.get('pages_written'))} written, {num(s.get('pages_skipped_parent'))} from the parent, "
                 f"frozen {num(s.get('frozen_time_us')) / 1000:.1f} ms, fallback: {s.get('tracking_fallback')!r}")
-            if a.mode == "chain":
+            if mode == "chain":
                 if s.get("dirty_tracking") != "uffd-wp" or s.get("tracking_fallback"):
                     raise Failure(f"the dump did not use the tracking agent: {s}")
                 if num(s.get("pages_skipped_parent")) == 0:

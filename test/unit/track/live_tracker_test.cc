@@ -24,7 +24,11 @@ constexpr uint64_t P = 4096;
 constexpr size_t kRegionPages = 64;
 constexpr size_t kMovablePages = 8;
 
-enum Op : uint64_t { kWrite = 1, kDontneed, kWriteDontneed, kMmap, kMremap, kExit };
+enum Op : uint64_t { kWrite = 1, kDontneed, kWriteDontneed, kMmap, kMremap, kFreePageout, kGuard, kExit };
+
+// Not in the 6.1 headers (include/uapi/asm-generic/mman-common.h: 5.4 and 6.13).
+constexpr int kMadvPageout = 21;
+constexpr int kMadvGuardInstall = 102;
 struct Cmd {
     uint64_t op, a, b;
 };
@@ -57,6 +61,17 @@ struct Cmd {
             for (uint64_t i = c.a; i < c.b; ++i)
                 region[i * P] = 1;
             madvise(region + c.a * P, (c.b - c.a) * P, MADV_DONTNEED);
+            break;
+        case kFreePageout: {
+            // Lazily freed, then reclaimed at once: the clean lazy-free pages are discarded.
+            // Replies 1 when page a reads as zero afterwards (it was discarded).
+            madvise(region + c.a * P, (c.b - c.a) * P, MADV_FREE);
+            madvise(region + c.a * P, (c.b - c.a) * P, kMadvPageout);
+            reply = region[c.a * P + 7] == 0;
+            break;
+        }
+        case kGuard:  // replies 0, or errno when the kernel has no guard regions
+            reply = madvise(region + c.a * P, (c.b - c.a) * P, kMadvGuardInstall) == 0 ? 0 : uint64_t(errno);
             break;
         case kMmap: {
             auto* p = static_cast<uint8_t*>(
@@ -204,9 +219,9 @@ TEST_CASE("uffd-wp tracker: dropped pages are holes, new and moved VMAs are dirt
 
 TEST_CASE("uffd-wp tracker: a page dropped without being written is reported as written and zero") {
     // The page held data when the baseline was taken and was never written since: only the
-    // zap changed it. 6.18 reports it (KERNEL-NOTES section 4); the dumper does not rely on it
-    // (page_dumper.cc: PE_PARENT only for pages that hold data now), but the migrate helper's
-    // zero ranges do, so a kernel that changes this must be noticed.
+    // zap changed it. 6.18 reports it (KERNEL-NOTES section 4), and the dumper relies on it:
+    // with an exact plan (page_dumper.h DirtyPlan::exact) a page of anonymous memory that is in
+    // the parent and not reported is recorded as in the parent without looking at it.
     Log log(0);
     Victim v;
     auto t = start_tracker(v, log, TrackMethod::UffdWp);
@@ -214,6 +229,34 @@ TEST_CASE("uffd-wp tracker: a page dropped without being written is reported as 
     DirtySet d = collect(*t);
     CHECK(d.written.intersect(v.whole()) == v.pages(20, 24));
     CHECK(d.zeroed.intersect(v.whole()) == v.pages(20, 24));
+}
+
+TEST_CASE("uffd-wp tracker: a reclaimed MADV_FREE page and a new guard region are reported as written") {
+    // The other ways anonymous memory changes without a write (DirtyPlan::exact relies on
+    // them being reported): a lazily freed page that reclaim discarded reads as zero, and a
+    // guard region installed over data faults. Both leave no write-protected PTE behind.
+    Log log(0);
+    Victim v;
+    auto t = start_tracker(v, log, TrackMethod::UffdWp);
+    collect(*t);
+    if (v.run(kFreePageout, 50, 52) == 1) {
+        DirtySet d = collect(*t);
+        CHECK(d.written.intersect(v.whole()) == v.pages(50, 52));
+        // Page 50 was read since (the zero page is mapped there now); 51 has nothing behind it.
+        CHECK(d.zeroed.intersect(v.whole()) == v.pages(51, 52));
+    } else {
+        WARN("MADV_PAGEOUT did not discard the lazily freed pages here: not checked");
+        collect(*t);
+    }
+    uint64_t guard = v.run(kGuard, 56, 58);
+    if (guard == EINVAL) {
+        WARN("no MADV_GUARD_INSTALL on this kernel: not checked");
+        return;
+    }
+    REQUIRE(guard == 0);
+    CHECK(collect(*t).written.intersect(v.whole()) == v.pages(56, 58));
+    // And nothing more once re-armed.
+    CHECK(collect(*t).written.intersect(v.whole()).empty());
 }
 
 TEST_CASE("trackers fail with ESRCH once the process has exited") {

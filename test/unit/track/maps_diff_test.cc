@@ -70,3 +70,24 @@ TEST_CASE("maps diff: a heap and a plain anonymous VMA at the same place differ;
     v.path = "[heap]";
     CHECK_FALSE(vma_is_special(v));
 }
+
+TEST_CASE("memory that changes behind the tracker: shared anonymous, memfd, SysV shm, private deleted files") {
+    auto m = maps(
+        "00400000-00401000 r-xp 00000000 08:01 1234 /bin/x\n"
+        "7f0000000000-7f0000010000 rw-p 00000000 00:00 0 \n"
+        "7f0000010000-7f0000011000 rw-s 00000000 00:01 77 /dev/zero (deleted)\n"
+        "7f0000011000-7f0000012000 rw-s 00000000 00:01 78 /memfd:buf (deleted)\n"
+        "7f0000012000-7f0000013000 r--p 00000000 00:01 79 /memfd:ro (deleted)\n"
+        "7f0000013000-7f0000014000 rw-s 00000000 00:01 80 /SYSV0000002a (deleted)\n"
+        "7f0000014000-7f0000015000 r--p 00000000 08:01 81 /var/tmp/gone (deleted)\n"
+        "7f0000015000-7f0000016000 rw-s 00000000 08:01 82 /var/tmp/data\n"
+        "7f0000016000-7f0000017000 rw-p 00000000 08:01 83 /var/tmp/data\n"
+        "7f0000017000-7f0000018000 rw-s 00000000 00:00 0 \n"
+        "7ffff7ffd000-7ffff7fff000 r-xp 00000000 00:00 0 [vdso]\n");
+    REQUIRE(m.size() == 11);
+    std::vector<bool> want = {false, false, true, true, true, true, true, false, false, true, false};
+    for (size_t i = 0; i < m.size(); ++i) {
+        INFO(m[i].path << " shared=" << m[i].shared);
+        CHECK(vma_content_untrackable(m[i]) == want[i]);
+    }
+}
