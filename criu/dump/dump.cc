@@ -126,7 +126,7 @@ Expected<std::unique_ptr<PageServerClient>> connect_page_server(const Options& o
 
 }  // namespace
 
-Status preflight(pid_t pid, const Options& opts, Log& log) {
+Status preflight(pid_t pid, const Options& opts, Log& log, std::vector<DumpVma>* vmas_out) {
     std::vector<std::string> problems;
     auto note = [&](Status s) {
         if (!s)
@@ -141,6 +141,8 @@ Status preflight(pid_t pid, const Options& opts, Log& log) {
     auto vmas = collect_vmas(pid);
     if (!vmas)
         note(std::unexpected(std::move(vmas.error())));
+    else if (vmas_out)
+        *vmas_out = std::move(*vmas);
     if (problems.empty())
         return {};
     std::string msg = problems[0];
@@ -149,14 +151,14 @@ Status preflight(pid_t pid, const Options& opts, Log& log) {
     return failf(ENOTSUP, "pid {} cannot be dumped: {}", pid, msg);
 }
 
-Status preflight_tree(pid_t root, const Options& opts, Log& log) {
+Status preflight_tree(pid_t root, const Options& opts, Log& log, std::vector<DumpVma>* root_vmas) {
     std::vector<TreeMember> members = TRY_CTX(list_tree(root), "pid {}", root);
     std::vector<std::string> problems;
     std::vector<pid_t> live;
     for (const TreeMember& m : members) {
         if (m.zombie)
             continue;
-        Status st = preflight(m.pid, opts, log);
+        Status st = preflight(m.pid, opts, log, m.pid == root ? root_vmas : nullptr);
         if (!st) {
             // The root must exist; a member that exited since the listing is no blocker.
             if (st.error().err() == ESRCH && m.pid != root)
@@ -209,7 +211,14 @@ Status dump_process_state(DumpContext& ctx, SeizedProcess& sp, ProcessImages& ou
 
     // The remote area is gone again, so the VMA list is the process's own.
     TRY_VOID(ctx.checkpoint("mm"));
-    out.vmas = TRY(collect_vmas(pid));
+    if (out.vmas_hint) {
+        bool reused = false;
+        out.vmas = TRY(collect_vmas_reusing(pid, *out.vmas_hint, &reused));
+        ctx.log.debug("dump", "pid {}: memory map {}", pid,
+                      reused ? "as in the pre-flight (maps unchanged)" : "changed since the pre-flight: smaps read");
+    } else {
+        out.vmas = TRY(collect_vmas(pid));
+    }
     if (out.shared_dumped) {
         // Pages of shared memory go into the images once, with the first process that maps it.
         std::set<std::pair<uint64_t, uint64_t>> mine;
@@ -262,7 +271,10 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     if (pid <= 0)
         return failf(EINVAL, "no process to dump (pid {})", pid);
 
-    Status pre = preflight_tree(pid, opts, log);
+    // The final step of a pre-copy dump keeps the root's memory map read here: frozen, only
+    // /proc/PID/maps is then read to see that it still holds (no smaps page walk).
+    std::vector<DumpVma> root_vmas;
+    Status pre = preflight_tree(pid, opts, log, live_tracking ? &root_vmas : nullptr);
     if (opts.dry_run) {
         if (pre)
             log.info("dump", "dry run: the tree of pid {} can be dumped", pid);
@@ -348,6 +360,8 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
         mb.img.parent_hashes = mb.inc->parent_hashes();
         mb.img.hashes = mb.inc->hashes();
         mb.img.incremental = mb.inc.get();
+        if (m.pid == pid && !root_vmas.empty())
+            mb.img.vmas_hint = &root_vmas;
         mb.img.shared_dumped = &shared_dumped;
         TRY_VOID_CTX(dump_process_state(ctx, *m.sp, mb.img), "dumping pid {}", m.pid);
         mb.img.pstree.set_ppid(m.ppid);

@@ -87,6 +87,9 @@ struct ProcessImages {
     // dumped; this process's own are added. Null: dump every shared page.
     std::set<std::pair<uint64_t, uint64_t>>* shared_dumped = nullptr;
     IncrementalDump* incremental = nullptr;     // parent set and dirty tracking (incremental.h), if any
+    // The memory map read while the process still ran (pre-flight of a pre-copy dump's final
+    // step): reused if /proc/PID/maps still shows it line for line (collect_vmas_reusing).
+    const std::vector<DumpVma>* vmas_hint = nullptr;
 };
 
 // Dumps one seized process: thread and process state, memory map and pages, fds. Writes
@@ -104,10 +107,11 @@ Status dump_process_files(DumpContext& ctx, SeizedProcess& sp, FilesDumper& file
 Status write_process_images(DumpContext& ctx, const ProcessImages& img);
 
 // Every blocker of dumping `pid` found without stopping it (process state, fds, memory map),
-// as one error listing them all.
-Status preflight(pid_t pid, const Options& opts, Log& log);
+// as one error listing them all. With `vmas`, the memory map it read is kept there.
+Status preflight(pid_t pid, const Options& opts, Log& log, std::vector<DumpVma>* vmas = nullptr);
 // The same for every live process of the tree below `root`, plus what the processes share
-// that cannot be restored (tree_sharing_problems), as one error listing every blocker.
-Status preflight_tree(pid_t root, const Options& opts, Log& log);
+// that cannot be restored (tree_sharing_problems), as one error listing every blocker. With
+// `root_vmas`, the root's memory map is kept there.
+Status preflight_tree(pid_t root, const Options& opts, Log& log, std::vector<DumpVma>* root_vmas = nullptr);
 
 }  // namespace criu

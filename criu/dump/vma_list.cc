@@ -147,6 +147,28 @@ Expected<std::vector<DumpVma>> collect_vmas(pid_t pid) {
     return out;
 }
 
+namespace {
+
+bool same_line(const MapsEntry& a, const MapsEntry& b) {
+    return a.start == b.start && a.end == b.end && a.read == b.read && a.write == b.write && a.exec == b.exec &&
+           a.shared == b.shared && a.pgoff == b.pgoff && a.dev_major == b.dev_major && a.dev_minor == b.dev_minor &&
+           a.ino == b.ino && a.path == b.path && a.deleted == b.deleted;
+}
+
+}  // namespace
+
+Expected<std::vector<DumpVma>> collect_vmas_reusing(pid_t pid, const std::vector<DumpVma>& known, bool* reused) {
+    *reused = false;
+    std::vector<MapsEntry> now = TRY(read_maps(pid));
+    bool same = now.size() == known.size();
+    for (size_t i = 0; same && i < now.size(); ++i)
+        same = same_line(now[i], known[i].maps);
+    if (!same)
+        return collect_vmas(pid);
+    *reused = true;
+    return known;
+}
+
 images::VdsoLayout vdso_layout(const std::vector<DumpVma>& vmas) {
     images::VdsoLayout layout;
     uint64_t base = UINT64_MAX;

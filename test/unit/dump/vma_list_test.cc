@@ -1,7 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "criu/dump/vma_list.h"
 
@@ -114,4 +117,52 @@ TEST_CASE("vDSO layout is relative to the start of the block") {
     CHECK(l.parts(2).name() == "[vdso]");
     CHECK(l.parts(2).offset() == 0x6000);
     CHECK(l.parts(2).size() == 0x2000);
+}
+
+TEST_CASE("the memory map from maps reuses a known smaps reading only while every line is the same") {
+    // A child that maps 16 pages, then on command mprotects one of them (a split).
+    int cmd[2], ack[2];
+    REQUIRE(pipe(cmd) == 0);
+    REQUIRE(pipe(ack) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        auto* p = static_cast<char*>(mmap(nullptr, 16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        p[0] = 1;
+        char c;
+        if (write(ack[1], "r", 1) != 1 || read(cmd[0], &c, 1) != 1)
+            _exit(1);
+        mprotect(p + 4096, 4096, PROT_READ);
+        if (write(ack[1], "d", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    char c;
+    REQUIRE(read(ack[0], &c, 1) == 1);
+    auto known = collect_vmas(pid);
+    REQUIRE(known);
+    bool reused = false;
+    auto again = collect_vmas_reusing(pid, *known, &reused);
+    REQUIRE(again);
+    CHECK(reused);
+    CHECK(again->size() == known->size());
+
+    REQUIRE(write(cmd[1], "x", 1) == 1);
+    REQUIRE(read(ack[0], &c, 1) == 1);
+    again = collect_vmas_reusing(pid, *known, &reused);
+    REQUIRE(again);
+    CHECK_FALSE(reused);
+    CHECK(again->size() == known->size() + 2);  // one VMA split in three
+    auto fresh = collect_vmas(pid);
+    REQUIRE(fresh);
+    REQUIRE(fresh->size() == again->size());
+    for (size_t i = 0; i < fresh->size(); ++i) {
+        CHECK((*fresh)[i].vma.SerializeAsString() == (*again)[i].vma.SerializeAsString());
+        CHECK((*fresh)[i].maps.vm_flags == (*again)[i].maps.vm_flags);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    for (int fd : {cmd[0], cmd[1], ack[0], ack[1]})
+        close(fd);
 }
