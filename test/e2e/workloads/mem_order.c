@@ -17,9 +17,10 @@
  * value), no page holds a value above the counter, and the newest page holds the counter.
  *
  * A restore is noticed by the process itself (its start time in /proc/self/stat changes, read
- * once per burst), and it stops writing there and verifies, so that a stale page cannot be
- * rewritten (and hidden) between the restore and the runner's SIGTERM: at most the rest of
- * the burst it was frozen in is written first. It prints PASS after SIGTERM.
+ * once per burst and before every memfd write), and it stops writing there and verifies, so
+ * that a stale page cannot be rewritten (and hidden) between the restore and the runner's
+ * SIGTERM: at most the anonymous writes left in the burst it was frozen in come first. It
+ * prints PASS after SIGTERM.
  * argv[1]: pages in the anonymous region (default 8192 = 32 MiB).
  */
 #define _GNU_SOURCE
@@ -188,7 +189,7 @@ int main(int argc, char **argv) {
     long sweep = 0, n = 0;
     struct timespec pause = {0, 1000000};
     long bad = -1;
-    while (!zdtm_stop) {
+    while (!zdtm_stop && bad < 0) {
         if (start_time() != born) {
             bad = verify();  /* restored: check before anything is written again */
             break;
@@ -196,6 +197,13 @@ int main(int argc, char **argv) {
         for (int b = 0; b < BURST; ++b, ++n) {
             long page;
             if (n % 8 == 7) {
+                /* The restore maps a private memfd mapping as anonymous memory filled with its
+                 * content: from then on it no longer shows writes to the memfd. So no memfd
+                 * write may follow a restore unchecked. */
+                if (start_time() != born) {
+                    bad = verify();
+                    break;
+                }
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
