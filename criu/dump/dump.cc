@@ -271,10 +271,12 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     if (pid <= 0)
         return failf(EINVAL, "no process to dump (pid {})", pid);
 
-    // The final step of a pre-copy dump keeps the root's memory map read here: frozen, only
-    // /proc/PID/maps is then read to see that it still holds (no smaps page walk).
+    // An incremental dump (the final step of a pre-copy dump or of a migration, dump
+    // --prev-images-dir) keeps the root's memory map read here: frozen, only /proc/PID/maps is
+    // then read to see that it still holds (no smaps page walk, ~8-40 ms per GiB).
     std::vector<DumpVma> root_vmas;
-    Status pre = preflight_tree(pid, opts, log, live_tracking ? &root_vmas : nullptr);
+    const bool keep_vmas = live_tracking || !opts.prev_images_dir.empty();
+    Status pre = preflight_tree(pid, opts, log, keep_vmas ? &root_vmas : nullptr);
     if (opts.dry_run) {
         if (pre)
             log.info("dump", "dry run: the tree of pid {} can be dumped", pid);
@@ -445,7 +447,8 @@ Status run_pre_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     auto frozen_since = std::chrono::steady_clock::now();
 
     // Frozen only for the dirty-tracking step: the pages written since the parent are
-    // collected and the tracking re-armed (or a new tracker armed) in one atomic step. The
+    // collected and the tracking re-armed in one atomic step (or a new tracker started, armed
+    // right after the resume and before the copy). The
     // pages are then copied while the process runs again: a page written during the copy is
     // written after that step, so the next increment reads it again; one written before it
     // is in this increment's dirty set and its copy is at least as new as the step.
@@ -456,8 +459,9 @@ Status run_pre_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
         img.pstree.add_threads(t->tid());
     TRY_VOID(ctx.checkpoint("mm"));
     TRY_VOID_CTX(inc->before_pages(*sp), "pre-dumping pid {}", pid);
-    TRY_VOID_CTX(sp->resume(), "resuming pid {} after arming dirty tracking", pid);
+    TRY_VOID_CTX(sp->resume(), "resuming pid {} after starting dirty tracking", pid);
     ctx.stats.set_frozen_time_us(micros_since(frozen_since));
+    inc->after_resume();
 
     // The memory map after the tracking step (see pre_copy.cc for why this order).
     img.vmas = TRY_CTX(collect_vmas(pid), "pre-dumping pid {}", pid);

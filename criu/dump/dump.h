@@ -87,8 +87,8 @@ struct ProcessImages {
     // dumped; this process's own are added. Null: dump every shared page.
     std::set<std::pair<uint64_t, uint64_t>>* shared_dumped = nullptr;
     IncrementalDump* incremental = nullptr;     // parent set and dirty tracking (incremental.h), if any
-    // The memory map read while the process still ran (pre-flight of a pre-copy dump's final
-    // step): reused if /proc/PID/maps still shows it line for line (collect_vmas_reusing).
+    // The memory map read while the process still ran (the pre-flight of an incremental
+    // dump): reused if /proc/PID/maps still shows it line for line (collect_vmas_reusing).
     const std::vector<DumpVma>* vmas_hint = nullptr;
 };
 

@@ -150,16 +150,17 @@ Status IncrementalDump::arm_new_tracker(SeizedProcess& sp) {
         ctx_.log.warn("dump", "pid {}: could not stop its old tracking agent: {}", pid_, st.error().str());
     switch (ctx_.features.dirty_track_method()) {
     case kfc::DirtyTrackMethod::UffdWpAsync: {
-        auto t = [&]() -> Expected<std::unique_ptr<UffdWpTracker>> {
-            UniqueFd uffd = TRY(UffdWpTracker::steal_userfaultfd(sp, ctx_.log));
-            return UffdWpTracker::create(pid_, std::move(uffd), ctx_.log);
-        }();
-        if (!t) {
+        // Only the userfaultfd() call needs the process stopped; a pre-dump arms the
+        // write-protection after resuming it (after_resume), a dump right away.
+        auto uffd = UffdWpTracker::steal_userfaultfd(sp, ctx_.log);
+        if (!uffd) {
             ctx_.log.warn("dump", "pid {}: cannot start uffd-wp tracking ({}): the next dump compares page hashes",
-                          pid_, t.error().str());
+                          pid_, uffd.error().str());
             return {};
         }
-        new_tracker_ = std::move(*t);
+        pending_uffd_ = std::move(*uffd);
+        if (kind_ != Kind::PreDump)
+            after_resume();
         return {};
     }
     case kfc::DirtyTrackMethod::SoftDirty: {
@@ -177,6 +178,18 @@ Status IncrementalDump::arm_new_tracker(SeizedProcess& sp) {
     }
     ctx_.log.info("dump", "pid {}: no exact dirty tracking on this kernel: the next dump compares page hashes", pid_);
     return {};
+}
+
+void IncrementalDump::after_resume() {
+    if (!pending_uffd_)
+        return;
+    auto t = UffdWpTracker::create(pid_, std::move(pending_uffd_), ctx_.log);
+    if (!t) {
+        ctx_.log.warn("dump", "pid {}: cannot arm uffd-wp tracking ({}): the next dump compares page hashes", pid_,
+                      t.error().str());
+        return;
+    }
+    new_tracker_ = std::move(*t);
 }
 
 Status IncrementalDump::before_pages(SeizedProcess& sp) {

@@ -66,8 +66,12 @@ public:
                                                               LiveTracking* live = nullptr);
 
     // With the process stopped, right before its pages are read (after any syscall ran in it):
-    // collects the dirty set, or arms a new tracker for the rounds to come.
+    // collects the dirty set, or starts a new tracker for the rounds to come. A pre-dump then
+    // resumes the process and calls after_resume() before it copies anything.
     Status before_pages(SeizedProcess& sp);
+    // Pre-dump, once the process runs again: arms the tracker before_pages() started (its
+    // write-protection needs no stopped process). The copy must come after this.
+    void after_resume();
 
     const PageHashes* parent_hashes() const { return parent_hashes_.empty() ? nullptr : &parent_hashes_; }
     PageHashes* hashes() { return record_hashes_ ? &hashes_ : nullptr; }
@@ -99,6 +103,7 @@ private:
     std::string method_;                          // what this increment used
     std::string fallback_;                        // why exact tracking was not used, if so
     std::optional<TrackRecord> next_record_;      // tracking that continues after this set
+    UniqueFd pending_uffd_;                       // started while stopped, armed by after_resume()
     std::unique_ptr<UffdWpTracker> new_tracker_;  // armed here, for a new agent
     LiveTracking* live_ = nullptr;
 };

@@ -137,17 +137,22 @@ Status run_pre_copy_dump(const Options& opts, Log& log) {
 
     LiveTracking live;
     std::unique_ptr<DirtyTracker> tracker;
-    uint64_t arm_us = 0;
+    uint64_t arm_us = 0, stopped_us = 0;
     {
+        // Stopped only while the tracking is prepared (uffd-wp: one userfaultfd() call in the
+        // process); the write-protection of its memory is armed once it runs again.
         auto t0 = std::chrono::steady_clock::now();
         std::unique_ptr<SeizedProcess> sp = TRY_CTX(SeizedProcess::seize(pid, log), "pre-copy of pid {}", pid);
-        tracker = TRY_CTX(DirtyTracker::start(pid, *sp, log), "pre-copy of pid {}: starting dirty tracking", pid);
-        TRY_VOID_CTX(sp->resume(), "resuming pid {} after arming dirty tracking", pid);
+        auto pending =
+            TRY_CTX(DirtyTracker::prepare(pid, *sp, log), "pre-copy of pid {}: starting dirty tracking", pid);
+        TRY_VOID_CTX(sp->resume(), "resuming pid {} after starting dirty tracking", pid);
+        stopped_us = micros_since(t0);
+        tracker = TRY_CTX(pending.arm(), "pre-copy of pid {}: arming dirty tracking", pid);
         arm_us = micros_since(t0);
     }
     live.tracker = tracker.get();
-    log.info("dump", "pid {}: pre-copy with {} tracking (armed in {} us, process stopped meanwhile)", pid,
-             tracker->method(), arm_us);
+    log.info("dump", "pid {}: pre-copy with {} tracking (armed in {} us, the process stopped for {} us of them)", pid,
+             tracker->method(), arm_us, stopped_us);
 
     RangeSet parent_pages;
     uint64_t prev_estimate = 0;

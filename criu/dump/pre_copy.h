@@ -7,8 +7,9 @@
 //   DIR/pre-copy-K/   round K: the pages written during round K-1; parent ../pre-copy-(K-1)
 //   DIR/              the final dump: pages written during the last round; parent pre-copy-N
 //
-// The process is stopped only to arm the tracker (round 1: a few syscalls, tens of ms per
-// GiB for the write-protection) and for the final dump. Rounds read a running process: a page
+// The process is stopped only to start the tracker (one injected userfaultfd() call; the
+// write-protection of its memory, ~13 ms per GiB, is armed once it runs again) and for the
+// final dump. Rounds read a running process: a page
 // written while it is being read is simply reported again by the next collect(), and a range
 // unmapped meanwhile is carried over as dirty.
 //

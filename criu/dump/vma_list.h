@@ -43,7 +43,7 @@ Expected<std::vector<DumpVma>> collect_vmas(pid_t pid);
 // offset, device, inode, path). Then `known` is the answer (its VmFlags-derived fields), and
 // `*reused` is set. Otherwise smaps is read as by collect_vmas. The one change a maps line
 // cannot show is an madvise() that flips VmFlags of a whole VMA (MADV_DONTFORK, DONTDUMP,
-// HUGEPAGE, MERGEABLE, WIPEONFORK) between the two reads: the final step of a pre-copy dump
+// HUGEPAGE, MERGEABLE, WIPEONFORK) between the two reads: an incremental dump
 // reads the known list in its pre-flight, a few ms before the freeze, and accepts that window.
 Expected<std::vector<DumpVma>> collect_vmas_reusing(pid_t pid, const std::vector<DumpVma>& known, bool* reused);
 

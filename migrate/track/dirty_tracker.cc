@@ -60,8 +60,7 @@ Expected<uint64_t> read_start_time(pid_t pid) {
     return st;
 }
 
-Expected<std::unique_ptr<DirtyTracker>> DirtyTracker::start(pid_t pid, SeizedProcess& sp, Log& log,
-                                                            TrackMethod method) {
+Expected<DirtyTracker::Pending> DirtyTracker::prepare(pid_t pid, SeizedProcess& sp, Log& log, TrackMethod method) {
     if (method == TrackMethod::Auto) {
         switch (kfc::KernelFeatures::detect().dirty_track_method()) {
         case kfc::DirtyTrackMethod::UffdWpAsync:
@@ -75,18 +74,29 @@ Expected<std::unique_ptr<DirtyTracker>> DirtyTracker::start(pid_t pid, SeizedPro
             break;
         }
     }
-    switch (method) {
-    case TrackMethod::UffdWp: {
-        UniqueFd uffd = TRY(UffdWpTracker::steal_userfaultfd(sp, log));
-        return TRY(UffdWpTracker::create(pid, std::move(uffd), log));
-    }
+    Pending p(pid, method, log);
+    if (method == TrackMethod::UffdWp)
+        p.uffd_ = TRY(UffdWpTracker::steal_userfaultfd(sp, log));
+    return p;
+}
+
+Expected<std::unique_ptr<DirtyTracker>> DirtyTracker::Pending::arm() {
+    switch (method_) {
+    case TrackMethod::UffdWp:
+        return TRY(UffdWpTracker::create(pid_, std::move(uffd_), *log_));
     case TrackMethod::SoftDirty:
-        return TRY(SoftDirtyTracker::create(pid, log));
+        return TRY(SoftDirtyTracker::create(pid_, *log_));
     case TrackMethod::Hash:
     case TrackMethod::Auto:
         break;
     }
-    return TRY(HashTracker::create(pid, log));
+    return TRY(HashTracker::create(pid_, *log_));
+}
+
+Expected<std::unique_ptr<DirtyTracker>> DirtyTracker::start(pid_t pid, SeizedProcess& sp, Log& log,
+                                                            TrackMethod method) {
+    Pending p = TRY(prepare(pid, sp, log, method));
+    return p.arm();
 }
 
 }  // namespace criu
