@@ -69,7 +69,7 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks);
 // inventory with pre_dump set, pagehash-<pid>.bin), and the process always runs on. With
 // --prev-images-dir, both commands record pages whose content hash equals the previous image
 // set's as PE_PARENT (this kernel has no soft-dirty; see page_hashes.h) and set
-// Inventory.parent_dir. `dump --track-mem` also writes pagehash-<pid>.bin.
+// Inventory.parent_dir. `dump -R --track-mem` also writes pagehash-<pid>.bin.
 Status run_pre_dump(const Options& opts, Log& log);
 // The same with the hooks of DumpHooks (before_release runs before the process resumes).
 Status run_pre_dump(const Options& opts, Log& log, const DumpHooks& hooks);

@@ -92,8 +92,10 @@ Expected<std::unique_ptr<IncrementalDump>> IncrementalDump::prepare(DumpContext&
     inc->live_ = live;
     const Options& opts = ctx.opts;
     // A pre-dump exists to be followed by a dump: it always records page hashes, the fallback
-    // for when exact tracking is lost.
-    inc->record_hashes_ = kind == Kind::PreDump || opts.track_mem;
+    // for when exact tracking is lost. So does a dump that leaves the process running to be
+    // tracked on; one that kills it has no next increment (hashing every page it writes, and
+    // carrying the parent's hashes over for the rest, would only lengthen the freeze).
+    inc->record_hashes_ = kind == Kind::PreDump || (opts.track_mem && opts.leave_running);
     if (opts.prev_images_dir.empty())
         return inc;
     inc->method_ = "hash";

@@ -337,25 +337,38 @@ Expected<RangeSet> real_swap_pages(int pagemap_fd, pid_t pid, uint64_t start, ui
     return out;
 }
 
-// Splits a run of pages that hold data by the dirty plan: dirty pages and pages the parent does
-// not have are read, the rest is recorded as in the parent.
-void add_planned(std::vector<Run>& runs, const Run& r, const DirtyPlan* plan) {
-    if (!plan) {
-        runs.push_back(r);
-        return;
+// Splits runs of pages that hold data by the dirty plan: dirty pages and pages the parent does
+// not have are read, the rest (`keep`: the VMA's pages in the parent and not dirty, computed once
+// per VMA) is recorded as in the parent. Runs come in address order, so one cursor walks `keep`
+// once per VMA (a run-by-run intersection was quadratic: 250 ms for 8730 dirty pages of 1 GiB).
+class PlanSplitter {
+public:
+    PlanSplitter(const DirtyPlan* plan, uint64_t vma_start, uint64_t vma_end) {
+        if (plan) {
+            RangeSet vr{{vma_start, vma_end}};
+            keep_ = vr.intersect(plan->parent_pages).subtract(plan->dirty);
+        }
     }
-    RangeSet whole{{r.start, r.end}};
-    RangeSet keep = whole.intersect(plan->parent_pages).subtract(plan->dirty);
-    uint64_t cur = r.start;
-    for (const PageRange& k : keep.ranges()) {
-        if (k.start > cur)
-            runs.push_back({cur, k.start, r.force, r.zero_holes});
-        runs.push_back({k.start, k.end, r.force, r.zero_holes, true});
-        cur = k.end;
+    void add(std::vector<Run>& runs, const Run& r) {
+        const auto& k = keep_.ranges();
+        while (cursor_ < k.size() && k[cursor_].end <= r.start)
+            ++cursor_;
+        uint64_t cur = r.start;
+        for (size_t i = cursor_; i < k.size() && k[i].start < r.end; ++i) {
+            uint64_t ks = std::max(k[i].start, r.start), ke = std::min(k[i].end, r.end);
+            if (ks > cur)
+                runs.push_back({cur, ks, r.force, r.zero_holes});
+            runs.push_back({ks, ke, r.force, r.zero_holes, true});
+            cur = ke;
+        }
+        if (cur < r.end)
+            runs.push_back({cur, r.end, r.force, r.zero_holes});
     }
-    if (cur < r.end)
-        runs.push_back({cur, r.end, r.force, r.zero_holes});
-}
+
+private:
+    RangeSet keep_;
+    size_t cursor_ = 0;
+};
 
 // Where find_runs looks for pages in one VMA. Normally the whole VMA. With an exact plan
 // (DirtyPlan::exact) and anonymous private memory, only where something can have changed:
@@ -409,6 +422,9 @@ Expected<std::vector<Run>> find_runs(DumpContext& ctx, pid_t pid, const std::vec
         if (v.pages == PagePolicy::Private)
             exclude |= kPageIsFile;
         const VmaScanPlan sp = plan_vma_scan(v, plan);
+        // With a partial look the parent's pages are already set aside (sp.parent_only): what
+        // is looked at is read.
+        PlanSplitter split(sp.whole ? plan : nullptr, v.vma.start(), v.vma.end());
         const size_t first_run = runs.size();
         size_t look_cursor = 0;
         // Calls fn for the parts of [s, e) inside `look` (everything with a whole-VMA scan);
@@ -451,12 +467,12 @@ Expected<std::vector<Run>> find_runs(DumpContext& ctx, pid_t pid, const std::vec
                     RangeSet real = TRY(real_swap_pages(raw_pagemap.get(), pid, r.start, r.end));
                     for (const PageRange& p : real.ranges())
                         clipped(p.start, p.end, [&](uint64_t cs, uint64_t ce) {
-                            add_planned(runs, {cs, ce, run.force, run.zero_holes}, plan);
+                            split.add(runs, {cs, ce, run.force, run.zero_holes});
                         });
                     continue;
                 }
                 clipped(r.start, r.end, [&](uint64_t cs, uint64_t ce) {
-                    add_planned(runs, {cs, ce, run.force, run.zero_holes}, plan);
+                    split.add(runs, {cs, ce, run.force, run.zero_holes});
                 });
             }
         }
