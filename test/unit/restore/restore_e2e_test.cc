@@ -307,12 +307,13 @@ void full_cycle(const char* mode) {
     CHECK(before["thread 1 nice"] == "5");
     CHECK(before["thread 1 policy"] == std::to_string(SCHED_BATCH));
     CHECK(before["timerslack"] == "123456\n");
-    INFO("rseq of thread 2: " << before["thread 2 rseq"]);
-    CHECK(before["thread 2 rseq"].find("/32/0x53053053") != std::string::npos);
+    CHECK_THAT(before["thread 2 rseq"], Catch::Contains("/32/0x53053053"));
     dump_and_reap(t);
     size_t dumped_lines = lines_of(t.out).size();
 
     auto r = restore(t, true);
+    // The error first: CI shows only the start of a failure's messages.
+    INFO("restore: " << (r ? std::string("ok") : r.error().str()));
     INFO(slurp(t.images + "/restore.log"));
     REQUIRE(r);
     CHECK(*r == 0);
@@ -386,6 +387,8 @@ TEST_CASE("e2e: credentials from the images are applied to every thread, with th
     write_core(t, core);
 
     auto r = restore(t, true);
+    // The error first: CI shows only the start of a failure's messages.
+    INFO("restore: " << (r ? std::string("ok") : r.error().str()));
     INFO(slurp(t.images + "/restore.log"));
     REQUIRE(r);
     for (pid_t tid : tasks_of(t.pid)) {
@@ -417,6 +420,8 @@ TEST_CASE("e2e: criu restore waits for the process and passes its exit status on
     });
     auto r = restore(t, false);
     stopper.join();
+    // The error first: CI shows only the start of a failure's messages.
+    INFO("restore: " << (r ? std::string("ok") : r.error().str()));
     INFO(slurp(t.images + "/restore.log"));
     REQUIRE(r);
     CHECK(*r == 7);
