@@ -93,13 +93,15 @@ std::string status_lines(const std::string& path, std::initializer_list<const ch
     return out;
 }
 
-// Pending masks without the two timer signals, which come and go on their own.
+// Pending (and blocked) masks without the two timer signals, which come and go on their own.
 std::string pending_without_timers(const std::string& status) {
     std::string out;
     std::istringstream in(status);
     for (std::string l; std::getline(in, l);) {
         auto tab = l.find('\t');
-        if (tab != std::string::npos && (l.rfind("SigPnd:", 0) == 0 || l.rfind("ShdPnd:", 0) == 0)) {
+        // SigBlk too: a thread inside a timer's handler has that signal blocked for the moment.
+        if (tab != std::string::npos &&
+            (l.rfind("SigPnd:", 0) == 0 || l.rfind("ShdPnd:", 0) == 0 || l.rfind("SigBlk:", 0) == 0)) {
             uint64_t v = std::stoull(l.substr(tab + 1), nullptr, 16);
             v &= ~((1ull << (SIGALRM - 1)) | (1ull << (SIGRTMIN + 2 - 1)));
             l = fmt::format("{}{:016x}", l.substr(0, tab + 1), v);
