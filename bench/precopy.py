@@ -6,8 +6,10 @@ For a process with SIZE MiB of which PCT % of the pages are rewritten per second
   plain      criu dump                      (frozen for the whole copy)
   pre-copy   criu dump --pre-copy           (frozen only for the last delta)
   track-mem  criu pre-dump, wait --gap s, criu dump --track-mem --prev-images-dir ../pre
-Prints min / median of the frozen time (stats frozen_time_us), of the bytes the final dump
-wrote, and of the total wall time, and the ratio pre-copy / plain (the issue's target: <= 5%).
+Prints min / median of the frozen time (stats frozen_time_us: from the seize until the process
+is SIGKILLed, its images complete; reaping it comes after), of the bytes the final dump wrote,
+and of the total wall time, the ratio pre-copy / plain (the issue's target: <= 5%), and the
+load average (the machine may be shared).
 """
 import argparse
 import json
@@ -87,6 +89,7 @@ def main():
     ap.add_argument("--max-downtime-ms", type=int, default=100)
     a = ap.parse_args()
     root = tempfile.mkdtemp(prefix="criu-bench-precopy-", dir=a.dir)
+    load0 = os.getloadavg()[0]
     res = {"plain": [], "pre-copy": [], "track-mem": []}
     try:
         for i in range(a.runs):
@@ -98,7 +101,8 @@ def main():
                       f"tracking {r['method']!r}", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"\n{a.size} MiB, {a.pct}% rewritten per second, {a.runs} runs (min / median):")
+    print(f"\n{a.size} MiB, {a.pct}% rewritten per second, {a.runs} runs (min / median), "
+          f"load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end:")
     for kind, rs in res.items():
         print(f"  {kind:9s} frozen {fmt([r['frozen_ms'] for r in rs], 'ms')}, final dump wrote "
               f"{fmt([r['bytes'] / 2**20 for r in rs], 'MiB')}, wall {fmt([r['wall_s'] for r in rs], 's')}")

@@ -89,6 +89,7 @@ private:
     bool keeps_tracking() const;
     void fall_back(const std::string& why);
     Status arm_new_tracker(SeizedProcess& sp);
+    void stop_old_agent();
 
     DumpContext& ctx_;
     pid_t pid_;
@@ -103,6 +104,7 @@ private:
     std::string method_;                          // what this increment used
     std::string fallback_;                        // why exact tracking was not used, if so
     std::optional<TrackRecord> next_record_;      // tracking that continues after this set
+    bool old_agent_stopped_ = false;
     UniqueFd pending_uffd_;                       // started while stopped, armed by after_resume()
     std::unique_ptr<UffdWpTracker> new_tracker_;  // armed here, for a new agent
     LiveTracking* live_ = nullptr;
