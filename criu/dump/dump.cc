@@ -414,6 +414,8 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     ctx.stats.set_threads(static_cast<uint32_t>(nthreads));
     ctx.stats.set_total_time_us(micros_since(started));
     write_stats(ctx);
+    if (hooks.stats_out)
+        *hooks.stats_out = ctx.stats;
     log.info("dump", "pid {} dumped ({} process(es), {} zombie(s), {} thread(s), {} pages written, {} as in the "
                      "parent, frozen {:.1f} ms){}", pid, nprocs, pstree.size() - nprocs, nthreads,
              ctx.stats.pages_written(), ctx.stats.pages_skipped_parent(), ctx.stats.frozen_time_us() / 1000.0,
@@ -492,6 +494,8 @@ Status run_pre_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     ctx.stats.set_threads(static_cast<uint32_t>(img.pstree.threads_size()));
     ctx.stats.set_total_time_us(micros_since(started));
     write_stats(ctx);
+    if (hooks.stats_out)
+        *hooks.stats_out = ctx.stats;
     log.info("dump", "pid {} pre-dumped ({} pages written, {} as in the parent, frozen {:.1f} ms)", pid,
              ctx.stats.pages_written(), ctx.stats.pages_skipped_parent(), ctx.stats.frozen_time_us() / 1000.0);
     return {};

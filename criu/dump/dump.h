@@ -38,6 +38,7 @@
 #include "proto/files.pb.h"
 #include "proto/mm.pb.h"
 #include "proto/pstree.pb.h"
+#include "proto/stats.pb.h"
 
 namespace criu {
 
@@ -62,6 +63,9 @@ struct DumpHooks {
     std::function<void()> on_frozen;  // right after every thread is stopped
     std::function<Status()> before_release;
     LiveTracking* live_tracking = nullptr;  // see run_dump above
+    // Where the finished operation's stats go as well (frozen_time_us, pages_dirty,
+    // pages_written, dirty_tracking, ...): a migration reports its rounds from them.
+    images::DumpStats* stats_out = nullptr;
 };
 Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks);
 

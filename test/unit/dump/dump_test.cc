@@ -473,10 +473,17 @@ TEST_CASE("pre-dump then dump with --prev-images-dir records unchanged pages as 
     std::string pre_dir = root.path + "/pre";
     std::string full_dir = root.path + "/full";
     Options pre = dump_options(c.pid, pre_dir, false);
-    auto r1 = run_pre_dump(pre, log);
+    DumpHooks hooks;
+    images::DumpStats pre_stats;
+    hooks.stats_out = &pre_stats;
+    auto r1 = run_pre_dump(pre, log, hooks);
     INFO((r1 ? std::string("ok") : r1.error().str()));
     REQUIRE(r1);
     CHECK(child_healthy(c));  // a pre-dump always leaves the process running
+    // The stats come back to the caller (a migration's rounds), the copy counted outside the
+    // frozen part (which only starts the tracking).
+    CHECK(pre_stats.pages_written() >= kPatternedPages);
+    CHECK(pre_stats.frozen_time_us() <= pre_stats.total_time_us());
     auto dp = ImageDir::open(pre_dir);
     REQUIRE(dp);
     auto pinv = dp->read_inventory();
