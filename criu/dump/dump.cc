@@ -440,30 +440,37 @@ Status run_pre_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
         ctx.page_sinks = hooks.page_sinks;
     auto inc = TRY(IncrementalDump::prepare(ctx, pid, IncrementalDump::Kind::PreDump));
 
-    TRY_VOID(ctx.checkpoint("seize"));
-    auto t_seize = std::chrono::steady_clock::now();
-    std::unique_ptr<SeizedProcess> sp = TRY_CTX(SeizedProcess::seize(pid, log), "pre-dumping pid {}", pid);
-    if (hooks.on_frozen)
-        hooks.on_frozen();
-    ctx.stats.set_freezing_time_us(micros_since(t_seize));
-    auto frozen_since = std::chrono::steady_clock::now();
-
-    // Frozen only for the dirty-tracking step: the pages written since the parent are
-    // collected and the tracking re-armed in one atomic step (or a new tracker started, armed
-    // right after the resume and before the copy). The
-    // pages are then copied while the process runs again: a page written during the copy is
-    // written after that step, so the next increment reads it again; one written before it
-    // is in this increment's dirty set and its copy is at least as new as the step.
+    // Stopped only for the dirty-tracking step, if at all. With the parent's tracking agent,
+    // not at all: its collect reports the pages written since the parent and write-protects
+    // them again page by page, atomically, so a page written after its turn is the next
+    // increment's and one written before is in this dirty set and copied after the collect
+    // (that is, at least as new). Otherwise the process is stopped to start a new tracker
+    // (one injected userfaultfd(); the write-protection is armed after it runs again, before
+    // the copy) or to read soft-dirty bits. The pages are always copied while it runs.
     ProcessImages img;
     img.core.set_pid(pid);
     img.pstree.set_pid(pid);
-    for (const auto& t : sp->threads())
-        img.pstree.add_threads(t->tid());
-    TRY_VOID(ctx.checkpoint("mm"));
-    TRY_VOID_CTX(inc->before_pages(*sp), "pre-dumping pid {}", pid);
-    TRY_VOID_CTX(sp->resume(), "resuming pid {} after starting dirty tracking", pid);
-    ctx.stats.set_frozen_time_us(micros_since(frozen_since));
-    inc->after_resume();
+    TRY_VOID(ctx.checkpoint("seize"));
+    if (inc->collect_while_running()) {
+        for (pid_t tid : TRY_CTX(list_tasks(pid), "pre-dumping pid {}", pid))
+            img.pstree.add_threads(tid);
+        ctx.stats.set_frozen_time_us(0);
+        TRY_VOID(ctx.checkpoint("mm"));
+    } else {
+        auto t_seize = std::chrono::steady_clock::now();
+        std::unique_ptr<SeizedProcess> sp = TRY_CTX(SeizedProcess::seize(pid, log), "pre-dumping pid {}", pid);
+        if (hooks.on_frozen)
+            hooks.on_frozen();
+        ctx.stats.set_freezing_time_us(micros_since(t_seize));
+        auto frozen_since = std::chrono::steady_clock::now();
+        for (const auto& t : sp->threads())
+            img.pstree.add_threads(t->tid());
+        TRY_VOID(ctx.checkpoint("mm"));
+        TRY_VOID_CTX(inc->before_pages(*sp), "pre-dumping pid {}", pid);
+        TRY_VOID_CTX(sp->resume(), "resuming pid {} after starting dirty tracking", pid);
+        ctx.stats.set_frozen_time_us(micros_since(frozen_since));
+        inc->after_resume();
+    }
 
     // The memory map after the tracking step (see pre_copy.cc for why this order).
     img.vmas = TRY_CTX(collect_vmas(pid), "pre-dumping pid {}", pid);

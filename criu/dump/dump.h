@@ -75,7 +75,10 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks);
 // set's as PE_PARENT (this kernel has no soft-dirty; see page_hashes.h) and set
 // Inventory.parent_dir. `dump -R --track-mem` also writes pagehash-<pid>.bin.
 Status run_pre_dump(const Options& opts, Log& log);
-// The same with the hooks of DumpHooks (before_release runs before the process resumes).
+// The same with the hooks of DumpHooks. The process is stopped only to start a new dirty
+// tracker or to read soft-dirty bits (on_frozen runs then), never when the parent's tracking
+// agent answers; its pages are copied while it runs, and before_release runs once the image
+// set is complete (the process runs already).
 Status run_pre_dump(const Options& opts, Log& log, const DumpHooks& hooks);
 
 // Everything learned about one process, before it is written.

@@ -209,7 +209,43 @@ void IncrementalDump::after_resume() {
     new_tracker_ = std::move(*t);
 }
 
+bool IncrementalDump::collect_while_running() {
+    if (live_ || !parent_record_ || parent_record_->method != "uffd-wp")
+        return false;
+    const TrackRecord rec = *parent_record_;
+    parent_record_.reset();  // asked once: before_pages() does not ask again
+    auto now = read_start_time(pid_);
+    if (!now) {
+        fall_back(now.error().str());
+        return false;
+    }
+    if (*now != rec.start_time) {
+        fall_back(fmt::format("pid {} is not the process the parent tracked (start time {} instead of {})", pid_, *now,
+                              rec.start_time));
+        return false;
+    }
+    auto got = agent_collect(pid_, rec.session, rec.generation, *now);
+    if (!got) {
+        fall_back(fmt::format("the tracking agent did not answer: {}", got.error().str()));
+        return false;
+    }
+    plan_ = DirtyPlan{std::move(got->dirty.written), parent_pages_, true};
+    method_ = "uffd-wp";
+    if (keeps_tracking())
+        next_record_ = TrackRecord{"uffd-wp", *now, got->state.session, got->state.generation};
+    note_collected();
+    return true;
+}
+
+void IncrementalDump::note_collected() {
+    collected_ = true;
+    ctx_.stats.set_pages_dirty(ctx_.stats.pages_dirty() + plan_->dirty.pages());
+    ctx_.log.info("dump", "pid {}: {} pages written since the parent ({})", pid_, plan_->dirty.pages(), method_);
+}
+
 Status IncrementalDump::before_pages(SeizedProcess& sp) {
+    if (collected_)
+        return {};
     bool collected = false;
     if (live_ && !parent_path_.empty()) {
         auto d = live_->tracker->collect();
@@ -253,8 +289,7 @@ Status IncrementalDump::before_pages(SeizedProcess& sp) {
         }
     }
     if (collected) {
-        ctx_.stats.set_pages_dirty(ctx_.stats.pages_dirty() + plan_->dirty.pages());
-        ctx_.log.info("dump", "pid {}: {} pages written since the parent ({})", pid_, plan_->dirty.pages(), method_);
+        note_collected();
     } else if (keeps_tracking()) {
         TRY_VOID(arm_new_tracker(sp));
     }

@@ -65,6 +65,13 @@ public:
     static Expected<std::unique_ptr<IncrementalDump>> prepare(DumpContext& ctx, pid_t pid, Kind kind,
                                                               LiveTracking* live = nullptr);
 
+    // Pre-dump, before anything is stopped: asks the parent's tracking agent for the pages
+    // written since. Its collect reports and write-protects each page again in one atomic step,
+    // so it needs no stopped process as long as the copy comes after it. True when it answered:
+    // the pre-dump then never stops the process (before_pages() has nothing left to do).
+    // Otherwise the fallback is noted and before_pages() arms a new tracker.
+    bool collect_while_running();
+
     // With the process stopped, right before its pages are read (after any syscall ran in it):
     // collects the dirty set, or starts a new tracker for the rounds to come. A pre-dump then
     // resumes the process and calls after_resume() before it copies anything.
@@ -90,6 +97,7 @@ private:
     void fall_back(const std::string& why);
     Status arm_new_tracker(SeizedProcess& sp);
     void stop_old_agent();
+    void note_collected();
 
     DumpContext& ctx_;
     pid_t pid_;
@@ -105,6 +113,7 @@ private:
     std::string fallback_;                        // why exact tracking was not used, if so
     std::optional<TrackRecord> next_record_;      // tracking that continues after this set
     bool old_agent_stopped_ = false;
+    bool collected_ = false;
     UniqueFd pending_uffd_;                       // started while stopped, armed by after_resume()
     std::unique_ptr<UffdWpTracker> new_tracker_;  // armed here, for a new agent
     LiveTracking* live_ = nullptr;

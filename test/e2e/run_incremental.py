@@ -129,6 +129,9 @@ def main():
                     f"{num(s.get('pages_written'))} written, {num(s.get('pages_skipped_parent'))} from the parent")
                 if n > 1 and (s.get("dirty_tracking") != "uffd-wp" or s.get("tracking_fallback")):
                     raise Failure(f"pre-dump {n} did not use the tracking agent: {s}")
+                # With the agent answering, a pre-dump never stops the process.
+                if n > 1 and num(s.get("frozen_time_us")) != 0:
+                    raise Failure(f"pre-dump {n} stopped the process although its agent answered: {s}")
                 if not agents_of(pid):
                     raise Failure(f"no tracking agent runs for pid {pid} after pre-dump {n}")
                 prev = f"pre{n}"
