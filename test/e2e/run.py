@@ -271,6 +271,20 @@ def reap(pid, timeout=10.0):
     raise Failure(f"pid {pid} did not exit within {timeout} s")
 
 
+def settled_problems(before, pid, settle_s=10.0):
+    """Differences from `before` that last. A thread that was stopped inside sigsuspend or
+    another call that swaps the signal mask restarts it after a resume or a restore, and shows
+    its real mask until the restarted call has swapped it again (with lazy pages, until the page
+    holding the mask has arrived). On a loaded machine that moment lasts long enough to be seen,
+    so a difference only counts once it has lasted `settle_s` seconds."""
+    deadline = time.monotonic() + settle_s
+    problems = compare_tree(before, snapshot_tree(pid))
+    while problems and time.monotonic() < deadline:
+        time.sleep(0.05)
+        problems = compare_tree(before, snapshot_tree(pid))
+    return problems
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--criu", required=True)
@@ -326,11 +340,9 @@ def main():
                 img = os.path.join(tmp, f"img{n}")
                 run_criu(["dump", "-t", str(pid), "-D", img, "-o", "dump.log", "-v4", "--leave-running"] + extra,
                          a.criu, tmp, f"dump {n} --leave-running")
-                time.sleep(0.05)
                 if not pid_alive(pid):
                     raise Failure(f"workload died after dump {n} with --leave-running: {read_text(out_path)}")
-                state = snapshot_tree(pid)
-                problems = compare_tree(before, state)
+                problems = settled_problems(before, pid)
                 if problems:
                     raise Failure(f"after dump {n} --leave-running the process changed:\n" + "\n".join(problems))
             proc.kill()
@@ -358,7 +370,6 @@ def main():
             return 0
 
         pidfile = os.path.join(tmp, "restored.pid")
-        deadline = time.monotonic() + 10
         restore_args = []
         if a.lazy_pages:
             lazy = start_lazy_daemon(a.criu, img, tmp)
@@ -370,15 +381,7 @@ def main():
             raise Failure(f"restored pid {restored}, expected {pid}")
         if not pid_alive(pid):
             raise Failure(f"restored process is not running: {read_text(out_path)}")
-        after = snapshot_tree(pid)
-        problems = compare_tree(before, after)
-        # With lazy pages the process may still be inside its first faults (a restarted
-        # sigsuspend reading its mask from a lazy page shows the real mask meanwhile): let it
-        # settle before judging.
-        settle = time.monotonic() + 10
-        while a.lazy_pages and problems and time.monotonic() < settle:
-            time.sleep(0.05)
-            problems = compare_tree(before, snapshot_tree(pid))
+        problems = settled_problems(before, pid)
         if problems:
             raise Failure("after restore:\n" + "\n".join(problems))
         os.kill(pid, signal.SIGTERM)
