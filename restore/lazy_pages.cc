@@ -90,21 +90,6 @@ struct Served {
     bool failed = false;
 };
 
-// The tracker owes exactly the pages the images hold in the lazy ranges (not the zero ones).
-LazyTracker track(const PageReader& reader, const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
-    LazyTracker t;
-    for (const auto& e : reader.entries()) {
-        if (e.zero())
-            continue;
-        for (const auto& [s, en] : ranges) {
-            uint64_t a = std::max(s, e.vaddr), b = std::min(en, e.end());
-            if (a < b)
-                t.add(a, b);
-        }
-    }
-    return t;
-}
-
 // Reads one hello (with its uffd) and answers it. False at EOF: restore is done handing over.
 Expected<bool> accept_process(int conn, const ImageDir& dir, std::vector<Served>& served, Log& log) {
     LazyHello h{};
@@ -147,7 +132,7 @@ Expected<bool> accept_process(int conn, const ImageDir& dir, std::vector<Served>
             if (s % 4096 || e % 4096 || e <= s)
                 return failf(EINVAL, "pid {}: lazy range {:#x}-{:#x} is not page aligned", h.pid, s, e);
         auto reader = std::make_shared<PageReader>(TRY_CTX(PageReader::open(dir, h.pid), "pid {}", h.pid));
-        LazyTracker t = track(*reader, ranges);
+        LazyTracker t = lazy_tracker_for(*reader, ranges);
         log.info("lazy-pages", "pid {}: serving {} pages in {} lazy ranges", h.pid, t.total_pages(), ranges.size());
         auto src = [reader](uint64_t a, uint64_t len, char* dst) { return reader->read_range(a, len / 4096, dst); };
         served.push_back({std::make_unique<LazyServer>(h.pid, std::move(uffd), std::move(t), src)});
@@ -185,6 +170,21 @@ void write_stats(const Options& opts, const std::vector<Served>& served, uint64_
 }
 
 }  // namespace
+
+// The tracker owes exactly the pages the images hold in the lazy ranges (not the zero ones).
+LazyTracker lazy_tracker_for(const PageReader& reader, const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+    LazyTracker t;
+    for (const auto& e : reader.entries()) {
+        if (e.zero())
+            continue;
+        for (const auto& [s, en] : ranges) {
+            uint64_t a = std::max(s, e.vaddr), b = std::min(en, e.end());
+            if (a < b)
+                t.add(a, b);
+        }
+    }
+    return t;
+}
 
 Expected<UniqueFd> connect_lazy_daemon(const std::string& images_dir) {
     std::string path = TRY(socket_path(images_dir));

@@ -17,6 +17,7 @@
 #include "criu/core/log.h"
 #include "criu/core/options.h"
 #include "criu/core/unique_fd.h"
+#include "restore/lazy_fill.h"
 
 namespace criu {
 
@@ -26,6 +27,11 @@ inline constexpr const char* kLazySocketName = "lazy-pages.socket";
 Expected<UniqueFd> connect_lazy_daemon(const std::string& images_dir);
 // Hands one process over and waits for the daemon's answer.
 Status send_lazy_process(int sock, int pid, int uffd, const std::vector<std::pair<uint64_t, uint64_t>>& ranges);
+
+class PageReader;
+// What post-copy owes a process: exactly the pages its images hold (data, or the parent
+// chain's) inside its lazy ranges; zero pages are not tracked (a fault there gets the zero page).
+LazyTracker lazy_tracker_for(const PageReader& reader, const std::vector<std::pair<uint64_t, uint64_t>>& ranges);
 
 // `criu lazy-pages`: returns the exit code.
 Expected<int> run_lazy_pages(const Options& opts, Log& log);

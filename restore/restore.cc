@@ -216,7 +216,7 @@ Expected<int> run_restore(const Options& opts, Log& log, const RestoreHooks& hoo
 
     // Post-copy needs its daemon: asked first, so that a missing one costs nothing.
     UniqueFd lazy_sock;
-    if (opts.lazy_pages)
+    if (opts.lazy_pages && !hooks.on_lazy)
         lazy_sock = TRY(connect_lazy_daemon(dir.path()));
     // Phase 1: everything read and checked for every process, then every object the blobs need
     // opened (shared memory once for the tree), then what processes share (pipes, open files).
@@ -347,12 +347,14 @@ Expected<int> run_restore(const Options& opts, Log& log, const RestoreHooks& hoo
 
     // Phase 3 runs in every process at once; each reports ready once its threads are prepared.
     for (size_t k = 0; k < procs.size(); k++) {
-        if (!lazy_sock) {
+        if (!opts.lazy_pages) {
             TRY_VOID(procs[k]->wait_ready());
             continue;
         }
         const Prepared& mp = proc_members[k]->pr;
         TRY_VOID(procs[k]->wait_ready([&](UniqueFd uffd) {
+            if (hooks.on_lazy)
+                return hooks.on_lazy(mp.p.entry.pid(), std::move(uffd), mp.pages.lazy_ranges);
             return send_lazy_process(lazy_sock.get(), mp.p.entry.pid(), uffd.get(), mp.pages.lazy_ranges);
         }));
     }

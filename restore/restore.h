@@ -12,10 +12,13 @@
 #pragma once
 
 #include <functional>
+#include <utility>
+#include <vector>
 
 #include "criu/core/error.h"
 #include "criu/core/log.h"
 #include "criu/core/options.h"
+#include "criu/core/unique_fd.h"
 
 namespace criu {
 
@@ -26,8 +29,14 @@ Expected<int> run_restore(const Options& opts, Log& log);
 // Live migration's destination: `before_release` runs once the process is fully restored
 // and still held (every thread stopped before its rt_sigreturn), with its pid. An error
 // there kills the process and fails the restore, leaving nothing behind; success lets it run.
+//
+// `on_lazy` (with opts.lazy_pages): post-copy without the lazy-pages daemon. Each process's
+// userfaultfd and its lazy ranges (left empty, registered MISSING) are handed here, while
+// the process is still held; no daemon socket is looked for. The callee owns the uffd from
+// then on and must fill every lazy page (or kill the process) before letting it go.
 struct RestoreHooks {
     std::function<Status(pid_t)> before_release;
+    std::function<Status(pid_t pid, UniqueFd uffd, const std::vector<std::pair<uint64_t, uint64_t>>& ranges)> on_lazy;
 };
 Expected<int> run_restore(const Options& opts, Log& log, const RestoreHooks& hooks);
 

@@ -153,6 +153,7 @@ int cmd_migrate(const CommandArgs& cmd, const Options& opts) {
     mo.cache_dir = cmd.cache_dir;
     mo.max_downtime_ms = static_cast<int>(opts.max_downtime_ms);
     mo.post_copy = cmd.post_copy;
+    mo.lazy_restore = !cmd.no_lazy_restore;
     auto r = run_migrate(mo, log);
     return r ? 0 : report(log, "migrate", r.error());
 }

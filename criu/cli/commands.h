@@ -22,6 +22,7 @@ struct CommandArgs {
     std::string to;              // migrate --to ADDR:PORT
     bool once = false;           // serve --once
     bool post_copy = false;      // migrate --post-copy
+    bool no_lazy_restore = false;  // migrate --no-lazy-restore
 };
 
 // Runs one command; returns the process exit code. Prints the final error, if any,

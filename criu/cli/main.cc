@@ -96,6 +96,8 @@ int main(int argc, char** argv) {
     app.add_option("--to", cmd.to, "migrate: the destination's criu serve, ADDR:PORT");
     app.add_flag("--once", cmd.once, "serve: exit after one migration");
     app.add_flag("--post-copy", cmd.post_copy, "migrate: post-copy the tail (not implemented)");
+    app.add_flag("--no-lazy-restore", cmd.no_lazy_restore,
+                 "migrate: the destination fills all memory before the process runs (a longer pause)");
 
     std::vector<std::string> args = normalize_args(argc, argv);
     std::reverse(args.begin(), args.end());  // CLI11 wants them reversed

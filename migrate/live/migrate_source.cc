@@ -122,9 +122,10 @@ std::string MigrateStats::to_json() const {
     }
     return fmt::format("{{\n  \"iterations\": {},\n  \"rounds\": {},\n  \"downtime_ms\": {},\n  \"total_ms\": {},\n"
                        "  \"bytes_sent\": {},\n  \"pages_sent\": {},\n  \"image_bytes\": {},\n  \"restore_ms\": {},\n"
-                       "  \"chunks_sent\": {},\n  \"dedup_ratio\": {:.3f},\n  \"compression_ratio\": {:.3f}\n}}\n",
+                       "  \"chunks_sent\": {},\n  \"dedup_ratio\": {:.3f},\n  \"compression_ratio\": {:.3f},\n"
+                       "  \"lazy_restore\": {},\n  \"fill_ms\": {},\n  \"fill_faults\": {}\n}}\n",
                        rounds.size(), r, downtime_ms, total_ms, bytes_sent, pages_sent, image_bytes, restore_ms, chunks_sent,
-                       dedup, compression);
+                       dedup, compression, lazy_restore ? "true" : "false", fill_ms, fill_faults);
 }
 
 Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
@@ -152,7 +153,8 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
                          ep.text);
     ByteWriter begin;
     begin.u32(static_cast<uint32_t>(pid));
-    begin.u32(0);
+    begin.u32(opts.lazy_restore ? kMigrateLazyRestore : 0);
+    stats.lazy_restore = opts.lazy_restore;
     TRY_VOID(ch.send(MsgType::migrate_begin, begin.bytes()));
     TRY_VOID(ch.expect(MsgType::ready));
 
@@ -282,21 +284,45 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
     // The source is gone: from here on, the destination's copy is the only one.
     std::unique_lock lk(ch.mutex());
     Status committed = ch.send(MsgType::commit, {});
+    bool released = false;
+    if (committed && opts.lazy_restore) {
+        // The process runs on the destination from `released`; `done` once its memory is all in.
+        auto rel = ch.expect(MsgType::released);
+        if (!rel) {
+            committed = std::unexpected(std::move(rel.error()));
+        } else {
+            released = true;
+            stats.downtime_ms = ms_since(t_frozen);
+        }
+        progress.show("the destination fills the memory");
+    }
     if (committed) {
-        auto done = ch.expect(MsgType::done);
-        if (!done)
+        auto done = ch.expect(MsgType::done, opts.restore_timeout_ms);
+        if (!done) {
             committed = std::unexpected(std::move(done.error()));
+        } else if (opts.lazy_restore) {
+            ByteReader r(done->payload);
+            uint64_t pages_copied = 0;
+            if (!r.u64(stats.fill_ms) || !r.u64(stats.fill_faults) || !r.u64(pages_copied) || r.left())
+                committed = fail(EBADMSG, "malformed done message");
+        }
     }
     progress.end();
     if (!committed) {
-        committed.error().add_context(fmt::format(
-            "pid {} was restored on {} and killed here, but the destination did not confirm that it released it", pid,
-            ep.text));
+        if (released)
+            committed.error().add_context(fmt::format(
+                "pid {} ran on {} but its memory could not all be filled there (the destination kills it rather "
+                "than let it read zero pages; the process is lost)", pid, ep.text));
+        else
+            committed.error().add_context(fmt::format(
+                "pid {} was restored on {} and killed here, but the destination did not confirm that it released it",
+                pid, ep.text));
         return std::unexpected(std::move(committed.error()));
     }
     last.ms = ms_since(t_round);
     last.bytes = ch.bytes_sent() - bytes_before;
-    stats.downtime_ms = ms_since(t_frozen);
+    if (!opts.lazy_restore)
+        stats.downtime_ms = ms_since(t_frozen);
     for (const MigrateRound& x : stats.rounds)
         stats.pages_sent += x.pages;
     stats.page_bytes_raw = stats.pages_sent * 4096;

@@ -29,6 +29,9 @@ struct MigrateOptions {
     int max_downtime_ms = 300;
     int max_rounds = 8;           // pre-copy rounds at most; 0: stop-and-copy
     bool post_copy = false;
+    // The destination lets the process run once its non-memory state is restored and fills
+    // its memory in the background (serve.h); false: every page is in before it runs.
+    bool lazy_restore = true;
     ChannelOptions channel;
     int restore_timeout_ms = 300000;
 };
@@ -49,6 +52,9 @@ struct MigrateStats {
     uint64_t page_bytes_raw = 0;
     uint64_t image_bytes = 0;   // non-page images
     uint64_t restore_ms = 0;    // on the destination, as seen from here
+    bool lazy_restore = false;
+    uint64_t fill_ms = 0;       // lazy restore: from the hold until every page was in, on the destination
+    uint64_t fill_faults = 0;   // faults the destination's filler answered while the process ran
     bool cache_used = false;
     uint64_t chunks_sent = 0, chunk_raw_bytes_sent = 0, chunk_stored_bytes_sent = 0;
     std::string to_json() const;

@@ -13,9 +13,12 @@
 
 #include "images/image_dir.h"
 #include "migrate/cache/byte_io.h"
+#include "images/page_reader.h"
 #include "migrate/live/file_transfer.h"
+#include "migrate/live/lazy_filler.h"
 #include "migrate/net/page_transfer.h"
 #include "migrate/net/remote_chunks.h"
+#include "restore/lazy_pages.h"
 #include "restore/restore.h"
 
 namespace criu {
@@ -38,6 +41,12 @@ uint64_t die_after_bytes() {
     const char* s = std::getenv("CRIU_SERVE_DIE_AFTER_BYTES");
     return s ? std::strtoull(s, nullptr, 10) : 0;
 }
+// And CRIU_SERVE_DIE_AFTER_FILL_PAGES=N: the lazy filler stops its background filling at N
+// pages, and the server dies right after it let the process run (the sentinel's case).
+uint64_t die_after_fill_pages() {
+    const char* s = std::getenv("CRIU_SERVE_DIE_AFTER_FILL_PAGES");
+    return s ? std::strtoull(s, nullptr, 10) : 0;
+}
 
 void remove_tree(const std::string& path, Log& log) {
     std::error_code ec;
@@ -53,6 +62,9 @@ Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::st
     uint32_t pid = 0, flags = 0;
     if (!br.u32(pid) || !br.u32(flags) || br.left() || pid == 0 || pid > 4194304)
         return fail(EBADMSG, "malformed migrate_begin");
+    if (flags & ~kMigrateKnownFlags)
+        return failf(ENOTSUP, "migrate_begin: unknown flags {:#x} (a newer source?)", flags & ~kMigrateKnownFlags);
+    const bool lazy = flags & kMigrateLazyRestore;
     std::string stage = fmt::format("{}/{}.{}.{}", incoming, pid, ::getpid(), seq);
     if (::mkdir(stage.c_str(), 0700) < 0)
         return fail_errno("cannot create {}", stage);
@@ -137,7 +149,22 @@ Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::st
     ro.restore_detached = true;
     ro.pidfile.clear();
     ro.stats_json.clear();
+    ro.lazy_pages = lazy;
     RestoreHooks hooks;
+    // Lazy restore: only the non-memory state is restored inside the pause; the anonymous
+    // memory is filled by `filler` from the image chain here, faults first, while the process
+    // runs (lazy_filler.h). Declared after `cleanup`: the images stay until it is done.
+    LazyFiller filler(log, die_after_fill_pages());
+    ImageDir last_dir = TRY(ImageDir::open(last.path));
+    if (lazy)
+        hooks.on_lazy = [&](pid_t p, UniqueFd uffd, const std::vector<std::pair<uint64_t, uint64_t>>& ranges) -> Status {
+            auto reader = std::make_shared<PageReader>(TRY_CTX(PageReader::open(last_dir, p), "pid {}", p));
+            LazyTracker t = lazy_tracker_for(*reader, ranges);
+            log.info("serve", "pid {}: {} pages in {} lazy ranges filled after the release", p, t.total_pages(),
+                     ranges.size());
+            auto src = [reader](uint64_t a, uint64_t len, char* dst) { return reader->read_range(a, len / 4096, dst); };
+            return filler.add(p, std::move(uffd), std::move(t), std::move(src));
+        };
     hooks.before_release = [&](pid_t restored) -> Status {
         ByteWriter w;
         w.u32(static_cast<uint32_t>(restored));
@@ -148,6 +175,25 @@ Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::st
     auto r = run_restore(ro, log, hooks);
     if (!r)
         return std::unexpected(std::move(r.error()));
+    if (lazy) {
+        // The process runs; the source measures its pause up to here. The migration is
+        // complete only once every page is in.
+        TRY_VOID(ch.send(MsgType::released, {}));
+        if (die_after_fill_pages()) {
+            log.warn("serve", "CRIU_SERVE_DIE_AFTER_FILL_PAGES: dying now");
+            ::kill(::getpid(), SIGKILL);
+        }
+        TRY_VOID_CTX(filler.wait(), "pid {}", pid);
+        LazyFillStats fs = filler.stats();
+        log.info("serve", "pid {}: every page in after {} ms ({} faults, {} pages copied)", pid, fs.fill_ms, fs.faults,
+                 fs.pages_copied);
+        ByteWriter w;
+        w.u64(fs.fill_ms);
+        w.u64(fs.faults);
+        w.u64(fs.pages_copied);
+        TRY_VOID(ch.send(MsgType::done, w.bytes()));
+        return static_cast<pid_t>(pid);
+    }
     TRY_VOID(ch.send(MsgType::done, {}));
     return static_cast<pid_t>(pid);
 }

@@ -62,6 +62,7 @@ uint32_t max_payload(MsgType type) {
     case MsgType::restore:
     case MsgType::commit:
     case MsgType::done:
+    case MsgType::released:
     case MsgType::pages_close:
         return 256;
     case MsgType::error:
@@ -108,6 +109,7 @@ const char* msg_type_name(MsgType type) {
     case MsgType::commit: return "commit";
     case MsgType::done: return "done";
     case MsgType::image_set: return "image_set";
+    case MsgType::released: return "released";
     case MsgType::chunk_have: return "chunk_have";
     case MsgType::chunk_have_reply: return "chunk_have_reply";
     case MsgType::chunk_put: return "chunk_put";

@@ -62,8 +62,9 @@ enum class MsgType : uint16_t {
     restore = 43,        // {}
     restored = 44,       // {u32 pid}: restored, held stopped until commit
     commit = 45,         // {}: the source is gone; let the process run
-    done = 46,           // {}
+    done = 46,           // {} or, after a lazy restore, {u64 fill_ms, u64 faults, u64 pages_copied}
     image_set = 47,      // {str name}: what follows belongs to the image set DIR/<name>
+    released = 48,       // {}: (lazy restore) the process runs; its memory is being filled
 
     // Chunks through the SSD cache (remote_chunks.h).
     chunk_have = 50,        // {u32 n} + n keys
@@ -72,6 +73,10 @@ enum class MsgType : uint16_t {
     chunk_put_ack = 53,     // {u32 n}
     chunk_pages = 54,       // {u64 vaddr, u32 nr_pages, u32 n} + n keys: pages by content key
 };
+
+// migrate_begin flags.
+inline constexpr uint32_t kMigrateLazyRestore = 1;  // restore memory lazily; `released`, then `done` once filled
+inline constexpr uint32_t kMigrateKnownFlags = kMigrateLazyRestore;
 
 // "what is the purpose of this connection": bound into the proofs, so a key shared by a
 // page server and a migration server cannot be used to talk one into the other's role.

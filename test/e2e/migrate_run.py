@@ -18,6 +18,10 @@ Scenarios:
   src-disk-full  the source's scratch space fills up: refused cleanly on both sides
   cache        pages through the SSD caches (--cache-dir on both sides): a second process
                with the same static memory sends only the chunks the destination lacks
+  eager        as ok, with --no-lazy-restore (every page in before the process runs there)
+  fill-killed  criu serve dies (SIGKILL) while the migrated process runs and its memory is
+               still being filled: its sentinel kills the process rather than let it read
+               zero pages, and says so; the migration fails
 """
 import argparse
 import json
@@ -315,9 +319,9 @@ def start_serve(r, hosts, key, port, env=None, tag="serve"):
     return srv, cache
 
 
-def migrate(r, hosts, pid, key, port, stats=None, src_cache=None):
+def migrate(r, hosts, pid, key, port, stats=None, src_cache=None, extra=()):
     cmd = ["migrate", "-t", str(pid), "--to", f"{B_ADDR}:{port}", "--auth-key", key, "-o", "migrate.log", "-W", r.tmp,
-           "-v4"]
+           "-v4"] + list(extra)
     if stats:
         cmd += ["--stats-json", stats]
     if src_cache:
@@ -325,10 +329,10 @@ def migrate(r, hosts, pid, key, port, stats=None, src_cache=None):
     return r.criu(cmd, wrap=hosts.in_a)
 
 
-def migrate_ok(r, hosts, pid, port, tag="serve", src_cache=None):
+def migrate_ok(r, hosts, pid, port, tag="serve", src_cache=None, extra=()):
     srv, cache = start_serve(r, hosts, r.key, port, tag=tag)
     stats = os.path.join(r.tmp, f"stats-{tag}.json")
-    m = migrate(r, hosts, pid, r.key, port, stats, src_cache)
+    m = migrate(r, hosts, pid, r.key, port, stats, src_cache, extra)
     if m.returncode != 0:
         raise Failure(f"criu migrate failed ({m.returncode})")
     if srv.wait(30) != 0:
@@ -342,9 +346,18 @@ def migrate_ok(r, hosts, pid, port, tag="serve", src_cache=None):
     st = json.load(open(stats))
     log(f"migrated: downtime {st['downtime_ms']} ms, total {st['total_ms']} ms, {st['bytes_sent']} bytes, "
         f"{st['iterations']} round(s)")
-    for k in ("iterations", "rounds", "downtime_ms", "total_ms", "bytes_sent", "dedup_ratio", "compression_ratio"):
+    for k in ("iterations", "rounds", "downtime_ms", "total_ms", "bytes_sent", "dedup_ratio", "compression_ratio",
+              "lazy_restore", "fill_ms", "fill_faults"):
         if k not in st:
             raise Failure(f"stats JSON lacks {k}")
+    lazy = "--no-lazy-restore" not in extra
+    if st["lazy_restore"] != lazy:
+        raise Failure(f"lazy_restore is {st['lazy_restore']} in the stats")
+    slog = read(os.path.join(r.tmp, f"{tag}.log"))
+    if lazy and not re.search(r"every page in after \d+ ms", slog):
+        raise Failure("criu serve did not report the memory filled after the release")
+    if lazy:
+        log(f"filled on the destination in {st['fill_ms']} ms, {st['fill_faults']} faults served while it ran")
     if os.listdir(os.path.join(cache, "incoming")):
         raise Failure(f"the destination kept {os.listdir(os.path.join(cache, 'incoming'))}")
     r.finish_remote(host_pid)
@@ -354,6 +367,32 @@ def migrate_ok(r, hosts, pid, port, tag="serve", src_cache=None):
 def scenario_ok(r, hosts):
     pid = r.start_workload()
     migrate_ok(r, hosts, pid, free_port())
+
+
+def scenario_eager(r, hosts):
+    pid = r.start_workload()
+    migrate_ok(r, hosts, pid, free_port(), extra=["--no-lazy-restore"])
+
+
+def scenario_fill_killed(r, hosts):
+    """criu serve SIGKILLed once the filler copied 512 pages of the running process."""
+    pid = r.start_workload()
+    port = free_port()
+    srv, cache = start_serve(r, hosts, r.key, port, env={"CRIU_SERVE_DIE_AFTER_FILL_PAGES": "512"})
+    m = migrate(r, hosts, pid, r.key, port)
+    if m.returncode == 0:
+        raise Failure("criu migrate succeeded although the destination died while filling")
+    if "could not all be filled" not in m.stderr:
+        raise Failure(f"the source does not say the memory could not be filled: {m.stderr}")
+    out, _ = srv.communicate(timeout=30)
+    if srv.returncode not in (-signal.SIGKILL, 137):
+        raise Failure(f"criu serve ended with {srv.returncode}, not killed by its test hook")
+    if "rather than let it read zero pages" not in out:
+        raise Failure(f"the sentinel did not report killing the process: {out}")
+    r.proc.wait(10)  # the source was killed once the destination held its copy
+    wait_for(lambda: not hosts.b_processes(), 20, "the half-filled process to be killed")
+    if "PASS" in read(r.out) or "FAIL" in read(r.out):
+        raise Failure(f"the half-filled process ran to a verdict:\n{read(r.out)}")
 
 
 def scenario_wrong_key(r, hosts):
@@ -445,7 +484,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--criu", required=True)
     ap.add_argument("--scenario", required=True, choices=["page-server", "ok", "wrong-key", "dest-killed", "cache",
-                                                          "src-disk-full"])
+                                                          "src-disk-full", "eager", "fill-killed"])
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("workload", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -458,7 +497,8 @@ def main():
         else:
             with Hosts() as hosts:
                 {"ok": scenario_ok, "wrong-key": scenario_wrong_key, "dest-killed": scenario_dest_killed,
-                 "cache": scenario_cache, "src-disk-full": scenario_src_disk_full}[
+                 "cache": scenario_cache, "src-disk-full": scenario_src_disk_full, "eager": scenario_eager,
+                 "fill-killed": scenario_fill_killed}[
                     a.scenario](r, hosts)
         ok = True
         log(f"{a.scenario}: PASS")
