@@ -405,6 +405,41 @@ VmaScanPlan plan_vma_scan(const DumpVma& v, const DirtyPlan* plan) {
     return sp;
 }
 
+// A private mapping of a deleted file or a memfd comes back as anonymous memory (the file is
+// not there to map), so the image must hold every page the mapping shows. Pages the process
+// never touched are not in its page tables, yet they show the file's contents: the file's data
+// extents (SEEK_DATA/SEEK_HOLE through /proc/PID/map_files, which leaves the process alone)
+// name them. Holes read as zero and stay holes; nothing past the end of the file is mapped.
+Expected<RangeSet> file_data_pages(pid_t pid, const DumpVma& v) {
+    const uint64_t start = v.vma.start(), end = v.vma.end();
+    const std::string path = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, start, end);
+    const std::string what = fmt::format("pid {}: private mapping {:#x}-{:#x} of {}", pid, start, end,
+                                         v.maps.path.empty() ? "a memfd" : v.maps.path);
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd)
+        return fail_errno("{}: cannot open {} to find the pages the process has not touched", what, path);
+    const off_t base = off_t(v.vma.pgoff()), stop = base + off_t(end - start);
+    RangeSet out;
+    for (off_t off = base; off < stop;) {
+        off_t data = ::lseek(fd.get(), off, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            break;  // no data from here to the end of the file
+        if (data < 0)
+            return fail_errno("{}: SEEK_DATA at {}", what, off);
+        if (data >= stop)
+            break;
+        off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
+        if (hole < 0)
+            return fail_errno("{}: SEEK_HOLE at {}", what, data);
+        hole = std::min(hole, stop);
+        const uint64_t s = start + uint64_t(data - base) / kPage * kPage;
+        const uint64_t e = std::min(end, start + (uint64_t(hole - base) + kPage - 1) / kPage * kPage);
+        out.add(s, e);
+        off = hole;
+    }
+    return out;
+}
+
 Expected<std::vector<Run>> find_runs(DumpContext& ctx, pid_t pid, const std::vector<DumpVma>& vmas,
                                      images::MmInfo& mm, const DirtyPlan* plan) {
     bool use_scan = ctx.features.has("pagemap_scan");
@@ -475,6 +510,23 @@ Expected<std::vector<Run>> find_runs(DumpContext& ctx, pid_t pid, const std::vec
                     split.add(runs, {cs, ce, run.force, run.zero_holes});
                 });
             }
+        }
+        if (v.pages == PagePolicy::AllPrivate) {
+            RangeSet found;
+            for (size_t i = first_run; i < runs.size(); ++i)
+                found.add(runs[i].start, runs[i].end);
+            for (const auto& g : mm.guards())
+                found.add(g.start(), g.end());
+            RangeSet untouched = TRY(file_data_pages(pid, v)).subtract(found);
+            if (!sp.whole)
+                untouched = untouched.intersect(sp.look);
+            // Read through /proc/PID/mem: it brings the page cache page in without a write.
+            PlanSplitter extra(sp.whole ? plan : nullptr, v.vma.start(), v.vma.end());
+            for (const PageRange& p : untouched.ranges())
+                extra.add(runs, {p.start, p.end, true, v.zero_pages_are_holes});
+            if (!untouched.empty())
+                std::sort(runs.begin() + std::ptrdiff_t(first_run), runs.end(),
+                          [](const Run& a, const Run& b) { return a.start < b.start; });
         }
         if (!sp.parent_only.empty()) {
             for (const PageRange& p : sp.parent_only.ranges())

@@ -3,11 +3,14 @@
  * with some pages written (COW), shared anon, heap (brk and mmap'd malloc), stack,
  * a PROT_NONE guard area, a read-only area with content, a sparse area of which
  * only a few pages were touched, and the vDSO (clock_gettime must still work).
+ * Also private mappings whose file goes away: a memfd (fd closed) and an unlinked file, of
+ * which the process touched only some pages: the rest must still show the file's contents.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -100,6 +103,36 @@ int main(int argc, char **argv) {
     for (size_t off = 0; off < frag_len; off += 2 * PG)
         zdtm_fill(frag + off, PG, (uint32_t)(100 + off / PG));
 
+    /* A memfd of 40 data pages and an 8-page hole, mapped privately, the fd closed: page 0 read,
+     * page 1 written (COW), the rest never touched through the mapping (fault-around maps up to
+     * 16 pages around a fault: pages 16 and up stay out of the page tables). */
+    const size_t mfd_pages = 48, mfd_data = 40;
+    int mfd = memfd_create("mem_kinds-private", MFD_CLOEXEC);
+    ZDTM_CHECK(mfd >= 0, "memfd_create");
+    uint8_t *mbuf = malloc(mfd_data * PG);
+    zdtm_fill(mbuf, mfd_data * PG, 8);
+    ZDTM_CHECK(write(mfd, mbuf, mfd_data * PG) == (ssize_t)(mfd_data * PG), "memfd write");
+    ZDTM_CHECK(ftruncate(mfd, (off_t)(mfd_pages * PG)) == 0, "memfd ftruncate");
+    uint8_t *mpriv = mmap(NULL, mfd_pages * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd, 0);
+    ZDTM_CHECK(mpriv != MAP_FAILED, "mmap memfd private");
+    close(mfd);
+    sink = mpriv[0];
+    memset(mpriv + PG, 0xc3, PG);
+    /* An unlinked file mapped privately at an offset, never touched at all. */
+    char dpath[64];
+    snprintf(dpath, sizeof(dpath), "mem_kinds-deleted-%d", getpid());
+    int dfd = open(dpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    ZDTM_CHECK(dfd >= 0, "create %s", dpath);
+    uint8_t *dbuf = malloc(8 * PG);
+    zdtm_fill(dbuf, 8 * PG, 9);
+    ZDTM_CHECK(write(dfd, dbuf, 8 * PG) == (ssize_t)(8 * PG), "write %s", dpath);
+    fsync(dfd);
+    posix_fadvise(dfd, 0, 0, POSIX_FADV_DONTNEED);  /* some pages not even in the page cache */
+    uint8_t *dpriv = mmap(NULL, 6 * PG, PROT_READ, MAP_PRIVATE, dfd, 2 * PG);
+    ZDTM_CHECK(dpriv != MAP_FAILED, "mmap %s", dpath);
+    close(dfd);
+    unlink(dpath);
+
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
 
@@ -147,6 +180,14 @@ int main(int argc, char **argv) {
                 ZDTM_CHECK(frag[off + j] == 0, "untouched fragmented page %zu is not zero", off / PG);
         }
     }
+
+    for (size_t i = 0; i < mfd_pages; i++)
+        for (size_t j = 0; j < PG; j++) {
+            uint8_t want = i == 1 ? 0xc3 : i < mfd_data ? mbuf[i * PG + j] : 0;
+            ZDTM_CHECK(mpriv[i * PG + j] == want, "private memfd page %zu byte %zu", i, j);
+        }
+    for (size_t j = 0; j < 6 * PG; j++)
+        ZDTM_CHECK(dpriv[j] == dbuf[2 * PG + j], "untouched page %zu of the unlinked file (byte %zu)", j / PG, j);
 
     ZDTM_CHECK(prot_of(guard) == PROT_NONE, "guard area protection is %d", prot_of(guard));
     ZDTM_CHECK(prot_of(ro) == PROT_READ, "read-only area protection is %d", prot_of(ro));
