@@ -10,6 +10,9 @@ TCP stream) and what (memory / bandwidth) would take.
 
   python3 bench/migrate_bench.py --criu build/bin/criu --writer build/test/e2e/e2e_mig_writer --runs 3
   python3 bench/migrate_bench.py ... --cache     # pages through the SSD cache (--cache-dir on both sides)
+  python3 bench/migrate_bench.py ... --post-copy # post-copy when pre-copy does not converge
+
+The machine's load (/proc/loadavg) is printed with every run: the figures mean little without it.
 """
 import argparse
 import json
@@ -60,6 +63,10 @@ def one_run(r, hosts, args, n):
            "-o", f"migrate{n}.log", "-W", r.tmp, "--max-downtime-ms", str(args.max_downtime_ms)]
     if args.cache:
         cmd += ["--cache-dir", os.path.join(r.tmp, f"src-cache{n}")]
+    if args.post_copy:
+        cmd += ["--post-copy"]
+    if args.no_lazy_restore:
+        cmd += ["--no-lazy-restore"]
     t0 = time.monotonic()
     m = r.criu(cmd, wrap=hosts.in_a)
     wall = time.monotonic() - t0
@@ -77,7 +84,9 @@ def one_run(r, hosts, args, n):
     st = json.load(open(stats))
     return {"pause_ms": pause, "downtime_ms": st["downtime_ms"], "total_ms": st["total_ms"], "wall_s": wall,
             "bytes_sent": st["bytes_sent"], "rounds": [(x["pages"], x["bytes"], x["frozen"]) for x in st["rounds"]],
-            "dedup": st["dedup_ratio"], "compression": st["compression_ratio"]}
+            "dedup": st["dedup_ratio"], "compression": st["compression_ratio"], "fill_ms": st.get("fill_ms", 0),
+            "restore_ms": st["restore_ms"], "post_copy": st.get("post_copy", False),
+            "postcopy_pages": st.get("postcopy_pages", 0), "load": open("/proc/loadavg").read().split()[0]}
 
 
 def fmt(xs):
@@ -95,6 +104,8 @@ def main():
     ap.add_argument("--settle", type=float, default=1.0, help="seconds the workload writes before the migration")
     ap.add_argument("--max-downtime-ms", type=int, default=100)
     ap.add_argument("--cache", action="store_true")
+    ap.add_argument("--post-copy", action="store_true")
+    ap.add_argument("--no-lazy-restore", action="store_true")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     args.scenario = "bench"
@@ -109,9 +120,13 @@ def main():
                 bws.append(veth_bandwidth(hosts, mr.free_port()))
                 res = one_run(r, hosts, args, n)
                 results.append(res)
-                print(f"run {n + 1}: pause {res['pause_ms']:.1f} ms, downtime {res['downtime_ms']} ms, total "
-                      f"{res['total_ms']} ms, {res['bytes_sent'] / 2**20:.1f} MiB sent, rounds (pages, bytes, frozen) "
-                      f"{res['rounds']}, veth {bws[-1]:.2f} GiB/s", flush=True)
+                rounds = ", ".join(f"{p} pages/{b / 2**20:.1f} MiB{' (frozen)' if f else ''}"
+                                   for p, b, f in res["rounds"])
+                print(f"run {n + 1} (load {res['load']}): pause {res['pause_ms']:.1f} ms, downtime "
+                      f"{res['downtime_ms']} ms (restore {res['restore_ms']} ms), total {res['total_ms']} ms (memory "
+                      f"filled {res['fill_ms']} ms after the hold), {res['bytes_sent'] / 2**20:.1f} MiB sent; rounds: "
+                      f"{rounds}{'; post-copy of %d pages' % res['postcopy_pages'] if res['post_copy'] else ''}; "
+                      f"veth {bws[-1]:.2f} GiB/s", flush=True)
             mem_gib = (args.static_mib + args.dynamic_mib) / 1024
             ideal = [mem_gib / b * 1000 for b in bws]
             print()
@@ -120,9 +135,12 @@ def main():
             print(f"  pause seen by the process   {fmt([x['pause_ms'] for x in results])} ms")
             print(f"  downtime (criu)             {fmt([x['downtime_ms'] for x in results])} ms")
             print(f"  total migration time        {fmt([x['total_ms'] for x in results])} ms")
-            print(f"  memory / veth bandwidth     {fmt(ideal)} ms   (veth one stream {fmt(bws)} GiB/s)")
+            print(f"  memory / veth bandwidth     {fmt(ideal)} ms   (veth one stream {min(bws):.2f} / {statistics.median(bws):.2f} GiB/s)")
             print(f"  total / ideal               {fmt([x['total_ms'] / i for x, i in zip(results, ideal)])}")
             print(f"  bytes on the wire           {fmt([x['bytes_sent'] / 2**20 for x in results])} MiB")
+            print(f"  later rounds (not 1st)      {fmt([sum(b for _, b, _ in x['rounds'][1:]) / 2**20 for x in results])}"
+                  f" MiB   (dynamic area {args.dynamic_mib} MiB)")
+            print(f"  load average (1 min)        {', '.join(x['load'] for x in results)}")
         ok = True
     finally:
         r.cleanup(ok)

@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
     app.add_option("--listen", cmd.listen, "serve: listen on ADDR:PORT");
     app.add_option("--to", cmd.to, "migrate: the destination's criu serve, ADDR:PORT");
     app.add_flag("--once", cmd.once, "serve: exit after one migration");
-    app.add_flag("--post-copy", cmd.post_copy, "migrate: post-copy the tail (not implemented)");
+    app.add_flag("--post-copy", cmd.post_copy, "migrate: when pre-copy does not converge, the destination runs the process and fetches the last round's pages on demand");
     app.add_flag("--no-lazy-restore", cmd.no_lazy_restore,
                  "migrate: the destination fills all memory before the process runs (a longer pause)");
 

@@ -160,11 +160,18 @@ void LazyFiller::run() {
         pfds.clear();
         for (LazyServer* s : live)
             pfds.push_back({s->fd(), POLLIN, 0});
-        (void)::poll(pfds.data(), pfds.size(), live.empty() || stop_fill_at_ ? 20 : 0);
+        if (watch_fd_ >= 0)
+            pfds.push_back({watch_fd_, POLLIN, 0});
+        const bool background = background_;
+        (void)::poll(pfds.data(), pfds.size(), live.empty() || stop_fill_at_ || !background ? 20 : 0);
+        if (watch_fd_ >= 0 && pfds.back().revents) {
+            if (st = on_readable_(); !st)
+                break;
+        }
         for (LazyServer* s : live) {
             if (st = s->handle_events(); !st)
                 break;
-            if (s->finished() || (stop_fill_at_ && s->stats().pages_copied >= stop_fill_at_))
+            if (s->finished() || !background || (stop_fill_at_ && s->stats().pages_copied >= stop_fill_at_))
                 continue;
             if (auto b = s->fill_background(); !b) {
                 st = std::unexpected(std::move(b.error()));
@@ -191,6 +198,7 @@ Status LazyFiller::wait() {
     if (waited_)
         return {};
     sealed_ = true;
+    background_ = true;
     if (thread_.joinable())
         thread_.join();
     waited_ = true;

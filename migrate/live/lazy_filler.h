@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -54,6 +55,18 @@ public:
     // before the process is ready): takes a pidfd of `pid`, forks its sentinel, and starts the
     // filling thread with the first process.
     Status add(pid_t pid, UniqueFd uffd, LazyTracker tracker, LazyServer::Source src);
+    // Until this is called only faults are served (the restorers' own, while the processes are
+    // held): the background copying would take the CPU the restore needs inside the pause.
+    void start_background() { background_ = true; }
+    // A process was added (the filler's thread runs and may own the channel, post_copy.h).
+    bool started() const { return started_; }
+    // Before the first add(): `fd` is polled with the uffds and `on_readable` runs on the
+    // filler's thread when it is readable (post-copy: the channel, for a commit or an error
+    // between requests). An error there fails the filler like any other.
+    void watch(int fd, std::function<Status()> on_readable) {
+        watch_fd_ = fd;
+        on_readable_ = std::move(on_readable);
+    }
     // Blocks until every page of every process is in (or the process ended). An error: the
     // filler failed and every process was killed.
     Status wait();
@@ -75,11 +88,14 @@ private:
 
     Log& log_;
     uint64_t stop_fill_at_;
+    int watch_fd_ = -1;
+    std::function<Status()> on_readable_;
     mutable std::mutex mu_;  // guards procs_ (added to while the thread runs), result_, stats_
     std::vector<std::unique_ptr<Proc>> procs_;
     std::thread thread_;
     std::atomic<bool> stop_{false};
     std::atomic<bool> sealed_{false};  // wait() called: no process will be added
+    std::atomic<bool> background_{false};
     bool started_ = false, waited_ = false;
     Status result_;
     LazyFillStats stats_;

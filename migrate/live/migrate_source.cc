@@ -12,6 +12,7 @@
 #include "criu/dump/dump.h"
 #include "migrate/cache/byte_io.h"
 #include "migrate/live/file_transfer.h"
+#include "migrate/live/post_copy.h"
 #include "migrate/net/page_transfer.h"
 #include "migrate/net/remote_chunks.h"
 
@@ -94,9 +95,10 @@ private:
 
 struct ScratchDir {
     std::string path;
+    bool keep = false;
     ~ScratchDir() {
         std::error_code ec;
-        if (!path.empty())
+        if (!path.empty() && !keep)
             std::filesystem::remove_all(path, ec);
     }
 };
@@ -123,9 +125,13 @@ std::string MigrateStats::to_json() const {
     return fmt::format("{{\n  \"iterations\": {},\n  \"rounds\": {},\n  \"downtime_ms\": {},\n  \"total_ms\": {},\n"
                        "  \"bytes_sent\": {},\n  \"pages_sent\": {},\n  \"image_bytes\": {},\n  \"restore_ms\": {},\n"
                        "  \"chunks_sent\": {},\n  \"dedup_ratio\": {:.3f},\n  \"compression_ratio\": {:.3f},\n"
-                       "  \"lazy_restore\": {},\n  \"fill_ms\": {},\n  \"fill_faults\": {}\n}}\n",
+                       "  \"lazy_restore\": {},\n  \"fill_ms\": {},\n  \"fill_faults\": {},\n"
+                       "  \"post_copy\": {},\n  \"postcopy_pages\": {},\n  \"postcopy_requests\": {},\n"
+                       "  \"postcopy_pages_served\": {},\n  \"postcopy_bytes\": {}\n}}\n",
                        rounds.size(), r, downtime_ms, total_ms, bytes_sent, pages_sent, image_bytes, restore_ms, chunks_sent,
-                       dedup, compression, lazy_restore ? "true" : "false", fill_ms, fill_faults);
+                       dedup, compression, lazy_restore ? "true" : "false", fill_ms, fill_faults,
+                       post_copy ? "true" : "false", postcopy_pages, postcopy_requests, postcopy_pages_served,
+                       postcopy_bytes);
 }
 
 Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
@@ -139,8 +145,8 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
         return fail(EINVAL, "no destination: use --to ADDR:PORT");
     if (opts.auth_key_file.empty())
         return fail(EINVAL, "--auth-key FILE is required");
-    if (opts.post_copy)
-        return fail(ENOTSUP, "--post-copy: post-copy migration is not implemented; migrate without it");
+    if (opts.post_copy && !opts.lazy_restore)
+        return fail(EINVAL, "--post-copy needs the lazy restore on the destination; drop --no-lazy-restore");
     if (opts.max_rounds < 0 || opts.max_rounds > kMaxRounds)
         return failf(EINVAL, "pre-copy rounds: {} is outside 0..{}", opts.max_rounds, kMaxRounds);
     Endpoint ep = TRY(Endpoint::parse(opts.to));
@@ -153,7 +159,8 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
                          ep.text);
     ByteWriter begin;
     begin.u32(static_cast<uint32_t>(pid));
-    begin.u32(opts.lazy_restore ? kMigrateLazyRestore : 0);
+    // kMigratePostCopy: the last round may leave pages here (decided after the rounds).
+    begin.u32((opts.lazy_restore ? kMigrateLazyRestore : 0) | (opts.post_copy ? kMigratePostCopy : 0));
     stats.lazy_restore = opts.lazy_restore;
     TRY_VOID(ch.send(MsgType::migrate_begin, begin.bytes()));
     TRY_VOID(ch.expect(MsgType::ready));
@@ -214,6 +221,7 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
     // and stops once the rest fits the downtime target; also after kMaxRounds, or when a
     // round no longer shrinks the dirty set by a tenth (the process writes as fast as we send).
     std::string prev;
+    bool converged = false;
     stats.rounds.reserve(kMaxRounds + 1);
     for (int k = 1; k <= opts.max_rounds; ++k) {
         std::string name = fmt::format("round-{}", k);
@@ -239,6 +247,7 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
                  k, cur->pages, cur->bytes, cur->ms, bw / (1 << 20), rest_ms);
         if (rest_ms <= opts.max_downtime_ms) {
             log.info("migrate", "converged after round {}: the rest fits {} ms", k, opts.max_downtime_ms);
+            converged = true;
             break;
         }
         if (k >= 3 && cur->pages * 10 > stats.rounds[stats.rounds.size() - 2].pages * 9) {
@@ -248,7 +257,16 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
         }
     }
 
+    // Not converged: with --post-copy the last round sends what the destination cannot fetch
+    // later (post_copy.h); its anonymous memory's pages stay here until asked for.
+    const bool post = opts.post_copy && !converged;
+    stats.post_copy = post;
+    if (post)
+        log.info("migrate", "pre-copy did not converge within {} ms: post-copy for the last round",
+                 opts.max_downtime_ms);
     TRY_VOID(begin_set("final"));
+    const char* die_at = std::getenv("CRIU_MIGRATE_DIE_AT_PAGE_REQUEST");  // test hook (post_copy.h)
+    PostCopySource pcs(set_dir, die_at ? std::strtoull(die_at, nullptr, 10) : 0);
     stats.rounds.emplace_back();
     cur = &stats.rounds.back();
     MigrateRound& last = *cur;
@@ -259,13 +277,30 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
     DumpHooks hooks;
     hooks.on_frozen = [&] { t_frozen = Clock::now(); };
     hooks.page_sinks = sinks;
+    if (post)
+        hooks.page_sinks = [&](int64_t id, const PageWriterOptions& o) -> Expected<std::unique_ptr<PageSink>> {
+            ImageDir local_dir = TRY(ImageDir::open(set_dir));
+            auto local = TRY(ImageDirPageSink::create(local_dir, id, o));
+            RangeList lazy = TRY_CTX(post_copy_ranges(pid_t(id)), "post-copy ranges of {}", id);
+            auto far = TRY(RemotePageSink::open(ch, id, o));
+            std::unique_ptr<RemotePageSink> rs(static_cast<RemotePageSink*>(far.release()));
+            auto pc = std::make_unique<PostCopySink>(std::move(rs), std::move(lazy), &stats.postcopy_pages);
+            auto counted = std::make_unique<CountingSink>(std::move(pc), *cur, progress);
+            return std::unique_ptr<PageSink>(std::make_unique<TeeSink>(std::move(local), std::move(counted)));
+        };
     hooks.before_release = [&]() -> Status {
-        std::lock_guard lk(ch.mutex());  // the cache's writer may share the channel
+        // The cache's writer may share the channel: hold it (post-copy: only while sending,
+        // the answers to page requests take it too).
+        std::unique_lock lk(ch.mutex());
         stats.image_bytes += TRY(send_image_files(ch, set_dir));
         progress.show("restoring on the destination");
         auto t_restore = Clock::now();
         TRY_VOID(ch.send(MsgType::restore, {}));
-        Message m = TRY_CTX(ch.expect(MsgType::restored, opts.restore_timeout_ms), "restore on {}", ep.text);
+        if (post)
+            lk.unlock();
+        Message m = TRY_CTX(post ? pcs.expect(ch, MsgType::restored, opts.restore_timeout_ms)
+                                 : ch.expect(MsgType::restored, opts.restore_timeout_ms),
+                            "restore on {}", ep.text);
         stats.restore_ms = ms_since(t_restore);
         ByteReader r(m.payload);
         uint32_t rpid = 0;
@@ -282,22 +317,31 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
         return std::unexpected(std::move(dumped.error()));
     }
     // The source is gone: from here on, the destination's copy is the only one.
+    // Post-copy: the destination's page requests are answered until `done` (PostCopySource
+    // takes the channel's lock for each answer); otherwise the channel is ours to the end.
     std::unique_lock lk(ch.mutex());
     Status committed = ch.send(MsgType::commit, {});
+    if (post)
+        lk.unlock();
+    auto expect = [&](MsgType t, int timeout_ms) {
+        return post ? pcs.expect(ch, t, timeout_ms) : ch.expect(t, timeout_ms);
+    };
     bool released = false;
+    uint64_t bytes_at_release = 0;
     if (committed && opts.lazy_restore) {
         // The process runs on the destination from `released`; `done` once its memory is all in.
-        auto rel = ch.expect(MsgType::released);
+        auto rel = expect(MsgType::released, -1);
         if (!rel) {
             committed = std::unexpected(std::move(rel.error()));
         } else {
             released = true;
             stats.downtime_ms = ms_since(t_frozen);
+            bytes_at_release = ch.bytes_sent();
         }
-        progress.show("the destination fills the memory");
+        progress.show(post ? "the destination fetches the rest" : "the destination fills the memory");
     }
     if (committed) {
-        auto done = ch.expect(MsgType::done, opts.restore_timeout_ms);
+        auto done = expect(MsgType::done, opts.restore_timeout_ms);
         if (!done) {
             committed = std::unexpected(std::move(done.error()));
         } else if (opts.lazy_restore) {
@@ -308,6 +352,15 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
         }
     }
     progress.end();
+    if (!committed && post) {
+        // The images of the last state stay for whoever must decide what to do (the process
+        // was killed on both sides; the destination's copy may have run on from it a while).
+        scratch.keep = true;
+        committed.error().add_context(fmt::format("post-copy of pid {} to {} failed after the commit point; the "
+                                                  "process is lost (its frozen state is kept in {})", pid, ep.text,
+                                                  scratch.path));
+        return std::unexpected(std::move(committed.error()));
+    }
     if (!committed) {
         if (released)
             committed.error().add_context(fmt::format(
@@ -320,7 +373,13 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
         return std::unexpected(std::move(committed.error()));
     }
     last.ms = ms_since(t_round);
-    last.bytes = ch.bytes_sent() - bytes_before;
+    last.bytes = (bytes_at_release ? bytes_at_release : ch.bytes_sent()) - bytes_before;
+    if (post) {
+        last.pages -= std::min(last.pages, stats.postcopy_pages);  // announced, not sent in the round
+        stats.postcopy_bytes = ch.bytes_sent() - bytes_at_release;
+        stats.postcopy_requests = pcs.requests();
+        stats.postcopy_pages_served = pcs.pages_served();
+    }
     if (!opts.lazy_restore)
         stats.downtime_ms = ms_since(t_frozen);
     for (const MigrateRound& x : stats.rounds)

@@ -28,6 +28,8 @@ struct MigrateOptions {
     std::string cache_dir;        // optional: pages through the SSD cache (remote_chunks.h)
     int max_downtime_ms = 300;
     int max_rounds = 8;           // pre-copy rounds at most; 0: stop-and-copy
+    // When pre-copy does not converge (or with max_rounds 0), the last round sends only what
+    // the destination cannot fetch later; it fetches the rest while the process runs there.
     bool post_copy = false;
     // The destination lets the process run once its non-memory state is restored and fills
     // its memory in the background (serve.h); false: every page is in before it runs.
@@ -55,6 +57,11 @@ struct MigrateStats {
     bool lazy_restore = false;
     uint64_t fill_ms = 0;       // lazy restore: from the hold until every page was in, on the destination
     uint64_t fill_faults = 0;   // faults the destination's filler answered while the process ran
+    bool post_copy = false;     // the last round left its pages here, fetched by the destination later
+    uint64_t postcopy_pages = 0;     // pages of the last round announced as remote
+    uint64_t postcopy_requests = 0;  // page requests answered after the freeze
+    uint64_t postcopy_pages_served = 0;
+    uint64_t postcopy_bytes = 0;     // on the wire from `released` to `done`
     bool cache_used = false;
     uint64_t chunks_sent = 0, chunk_raw_bytes_sent = 0, chunk_stored_bytes_sent = 0;
     std::string to_json() const;

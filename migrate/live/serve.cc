@@ -16,9 +16,9 @@
 #include "images/page_reader.h"
 #include "migrate/live/file_transfer.h"
 #include "migrate/live/lazy_filler.h"
+#include "migrate/live/post_copy.h"
 #include "migrate/net/page_transfer.h"
 #include "migrate/net/remote_chunks.h"
-#include "restore/lazy_pages.h"
 #include "restore/restore.h"
 
 namespace criu {
@@ -65,6 +65,9 @@ Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::st
     if (flags & ~kMigrateKnownFlags)
         return failf(ENOTSUP, "migrate_begin: unknown flags {:#x} (a newer source?)", flags & ~kMigrateKnownFlags);
     const bool lazy = flags & kMigrateLazyRestore;
+    const bool post_copy = flags & kMigratePostCopy;
+    if (post_copy && !lazy)
+        return fail(EPROTO, "migrate_begin: post-copy without a lazy restore");
     std::string stage = fmt::format("{}/{}.{}.{}", incoming, pid, ::getpid(), seq);
     if (::mkdir(stage.c_str(), 0700) < 0)
         return fail_errno("cannot create {}", stage);
@@ -141,6 +144,12 @@ Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::st
     if (!last.pages->idle())
         return fail(EPROTO, "restore asked in the middle of a process's pages");
     TRY_VOID(last.files->check_complete());
+    // Only the last set may owe pages (a later set naming a hole as its parent's would be wrong).
+    for (size_t i = 0; i + 1 < sets.size(); i++)
+        if (!sets[i].pages->remote_ranges().empty())
+            return failf(EPROTO, "image set {}: post-copy pages before the last set", sets[i].path);
+    if (!post_copy && !last.pages->remote_ranges().empty())
+        return fail(EPROTO, "post-copy pages in a migration that did not ask for post-copy");
     log.info("serve", "{}: {} image set(s), the last with {} files ({} bytes) and {} pages; restoring from {}",
              ch.peer(), sets.size(), last.files->files(), last.files->bytes(), last.pages->pages_received(), last.path);
 
@@ -154,39 +163,60 @@ Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::st
     // Lazy restore: only the non-memory state is restored inside the pause; the anonymous
     // memory is filled by `filler` from the image chain here, faults first, while the process
     // runs (lazy_filler.h). Declared after `cleanup`: the images stay until it is done.
+    // Post-copy: the pages the source still holds are fetched through `link` by the filler's
+    // thread, which owns the channel's reading side from its first process on (post_copy.h).
+    PostCopyLink link(ch);
     LazyFiller filler(log, die_after_fill_pages());
+    if (post_copy)
+        filler.watch(ch.fd(), [&] { return link.on_readable(); });
     ImageDir last_dir = TRY(ImageDir::open(last.path));
     if (lazy)
         hooks.on_lazy = [&](pid_t p, UniqueFd uffd, const std::vector<std::pair<uint64_t, uint64_t>>& ranges) -> Status {
             auto reader = std::make_shared<PageReader>(TRY_CTX(PageReader::open(last_dir, p), "pid {}", p));
-            LazyTracker t = lazy_tracker_for(*reader, ranges);
-            log.info("serve", "pid {}: {} pages in {} lazy ranges filled after the release", p, t.total_pages(),
-                     ranges.size());
-            auto src = [reader](uint64_t a, uint64_t len, char* dst) { return reader->read_range(a, len / 4096, dst); };
-            return filler.add(p, std::move(uffd), std::move(t), std::move(src));
+            const auto& all_remote = last.pages->remote_ranges();
+            auto rit = all_remote.find(p);
+            RangeList remote = rit == all_remote.end() ? RangeList{} : rit->second;
+            LazyTracker t = TRY(post_copy_tracker(*reader, ranges, remote, p));
+            uint64_t nremote = 0;
+            for (const auto& [a, b] : remote)
+                nremote += (b - a) / 4096;
+            log.info("serve", "pid {}: {} pages in {} lazy ranges filled after the release ({} from the source)", p,
+                     t.total_pages(), ranges.size(), nremote);
+            return filler.add(p, std::move(uffd), std::move(t), post_copy_source(reader, std::move(remote), &link, p));
         };
     hooks.before_release = [&](pid_t restored) -> Status {
         ByteWriter w;
         w.u32(static_cast<uint32_t>(restored));
-        TRY_VOID(ch.send(MsgType::restored, w.bytes()));
-        TRY_VOID_CTX(ch.expect(MsgType::commit), "waiting for the source to let go of pid {}", restored);
+        {
+            std::lock_guard lk(ch.mutex());
+            TRY_VOID(ch.send(MsgType::restored, w.bytes()));
+        }
+        if (post_copy && filler.started())
+            TRY_VOID_CTX(link.wait_commit(opts.channel.io_timeout_ms), "waiting for the source to let go of pid {}",
+                         restored);
+        else
+            TRY_VOID_CTX(ch.expect(MsgType::commit), "waiting for the source to let go of pid {}", restored);
         return {};
     };
     auto r = run_restore(ro, log, hooks);
     if (!r)
         return std::unexpected(std::move(r.error()));
     if (lazy) {
+        filler.start_background();
         // The process runs; the source measures its pause up to here. The migration is
         // complete only once every page is in.
-        TRY_VOID(ch.send(MsgType::released, {}));
+        {
+            std::lock_guard lk(ch.mutex());
+            TRY_VOID(ch.send(MsgType::released, {}));
+        }
         if (die_after_fill_pages()) {
             log.warn("serve", "CRIU_SERVE_DIE_AFTER_FILL_PAGES: dying now");
             ::kill(::getpid(), SIGKILL);
         }
         TRY_VOID_CTX(filler.wait(), "pid {}", pid);
         LazyFillStats fs = filler.stats();
-        log.info("serve", "pid {}: every page in after {} ms ({} faults, {} pages copied)", pid, fs.fill_ms, fs.faults,
-                 fs.pages_copied);
+        log.info("serve", "pid {}: every page in after {} ms ({} faults, {} pages copied, {} fetched from the source)",
+                 pid, fs.fill_ms, fs.faults, fs.pages_copied, link.pages_fetched());
         ByteWriter w;
         w.u64(fs.fill_ms);
         w.u64(fs.faults);

@@ -68,6 +68,8 @@ uint32_t max_payload(MsgType type) {
     case MsgType::error:
         return 8192;
     case MsgType::pages_open:
+    case MsgType::pages_remote:
+    case MsgType::page_request:
     case MsgType::pages_zero:
     case MsgType::pages_parent:
     case MsgType::pages_done:
@@ -82,6 +84,7 @@ uint32_t max_payload(MsgType type) {
     case MsgType::chunk_have_reply:
     case MsgType::chunk_put:
     case MsgType::chunk_pages:
+    case MsgType::page_reply:
         return kMaxPayload;
     }
     return 0;
@@ -115,6 +118,9 @@ const char* msg_type_name(MsgType type) {
     case MsgType::chunk_put: return "chunk_put";
     case MsgType::chunk_put_ack: return "chunk_put_ack";
     case MsgType::chunk_pages: return "chunk_pages";
+    case MsgType::pages_remote: return "pages_remote";
+    case MsgType::page_request: return "page_request";
+    case MsgType::page_reply: return "page_reply";
     }
     return "unknown";
 }

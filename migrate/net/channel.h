@@ -54,6 +54,7 @@ enum class MsgType : uint16_t {
     pages_parent = 23,  // {u64 vaddr, u32 nr_pages}
     pages_close = 24,   // {} -> pages_done or error
     pages_done = 25,    // {u64 pages, u64 bytes_stored}
+    pages_remote = 26,  // {u64 vaddr, u32 nr_pages}: post-copy, the data stays on the sender until asked
 
     // Migration (serve.h): image files, the restore and its commit.
     migrate_begin = 40,  // {u32 pid, u32 flags}
@@ -72,11 +73,16 @@ enum class MsgType : uint16_t {
     chunk_put = 52,         // {u32 n} + n * {key, u16 codec, u32 raw, u32 stored} + stored bytes
     chunk_put_ack = 53,     // {u32 n}
     chunk_pages = 54,       // {u64 vaddr, u32 nr_pages, u32 n} + n keys: pages by content key
+
+    // Post-copy (destination -> source): pages_remote ranges, asked while the process runs.
+    page_request = 60,  // {i64 id, u64 vaddr, u32 nr_pages}
+    page_reply = 61,    // {i64 id, u64 vaddr, u32 nr_pages} + nr_pages * 4096 bytes
 };
 
 // migrate_begin flags.
 inline constexpr uint32_t kMigrateLazyRestore = 1;  // restore memory lazily; `released`, then `done` once filled
-inline constexpr uint32_t kMigrateKnownFlags = kMigrateLazyRestore;
+inline constexpr uint32_t kMigratePostCopy = 2;     // the last delta's pages come as pages_remote (with lazy)
+inline constexpr uint32_t kMigrateKnownFlags = kMigrateLazyRestore | kMigratePostCopy;
 
 // "what is the purpose of this connection": bound into the proofs, so a key shared by a
 // page server and a migration server cannot be used to talk one into the other's role.

@@ -52,6 +52,8 @@ Status RemotePageSink::range(MsgType t, uint64_t vaddr, size_t nr_pages) {
     return ch_.send(t, w.bytes());
 }
 
+Status RemotePageSink::add_remote(uint64_t vaddr, size_t nr_pages) { return range(MsgType::pages_remote, vaddr, nr_pages); }
+
 Status RemotePageSink::add_zero(uint64_t vaddr, size_t nr_pages) {
     st_.pages_zero += nr_pages;
     return range(MsgType::pages_zero, vaddr, nr_pages);
@@ -138,12 +140,25 @@ Expected<bool> PageReceiver::handle(Channel& ch, const Message& m) {
         return true;
     }
     case MsgType::pages_zero:
-    case MsgType::pages_parent: {
+    case MsgType::pages_parent:
+    case MsgType::pages_remote: {
         uint64_t vaddr = 0;
         uint32_t nr = 0;
         if (!r.u64(vaddr) || !r.u32(nr) || r.left())
             return failf(EBADMSG, "malformed {}", msg_type_name(m.type));
         TRY_VOID(check_range(vaddr, nr));
+        if (m.type == MsgType::pages_remote) {
+            // A hole in the images, filled only through post-copy: zero in the pagemap (so
+            // the chain stays well formed), and remembered as owed by the sender.
+            TRY_VOID(cur_->add_zero(vaddr, nr));
+            Ranges& rr = remote_[id_];
+            uint64_t end = vaddr + uint64_t(nr) * kPage;
+            if (!rr.empty() && rr.back().second == vaddr)
+                rr.back().second = end;
+            else
+                rr.emplace_back(vaddr, end);
+            return true;
+        }
         TRY_VOID(m.type == MsgType::pages_zero ? cur_->add_zero(vaddr, nr) : cur_->add_parent(vaddr, nr));
         return true;
     }

@@ -34,6 +34,9 @@ public:
     Status add_parent(uint64_t vaddr, size_t nr_pages) override;
     Status finish(bool sync = false) override;
     PageWriterStats stats() const override { return st_; }
+    // Post-copy: pages the receiver will ask for later (page_request); recorded there as zero
+    // in the pagemap and listed in PageReceiver::remote_ranges().
+    Status add_remote(uint64_t vaddr, size_t nr_pages);
 
     RemotePageSink(Channel& ch, int64_t id) : ch_(ch), id_(id) {}
 
@@ -63,6 +66,9 @@ public:
     void discard();
 
     uint64_t pages_received() const { return pages_; }
+    // Post-copy: per process, the [start, end) ranges announced by pages_remote, in order.
+    using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
+    const std::map<int64_t, Ranges>& remote_ranges() const { return remote_; }
     uint64_t bytes_stored() const { return stored_; }
 
 private:
@@ -73,6 +79,7 @@ private:
     std::unique_ptr<PageWriter> cur_;
     uint64_t next_ = 0;  // lowest address the next range may start at
     std::vector<int64_t> created_;
+    std::map<int64_t, Ranges> remote_;
     uint64_t pages_ = 0, stored_ = 0;
 };
 

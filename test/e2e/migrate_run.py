@@ -22,6 +22,12 @@ Scenarios:
   fill-killed  criu serve dies (SIGKILL) while the migrated process runs and its memory is
                still being filled: its sentinel kills the process rather than let it read
                zero pages, and says so; the migration fails
+  post-copy    pre-copy cannot converge (--max-downtime-ms 1 against a writer that never
+               stops): with --post-copy the last round's anonymous pages stay on the source
+               and the destination fetches them while the process runs; it PASSes there
+  post-copy-src-killed  the source dies at the destination's first page request: the
+               destination kills its copy rather than let it read zero pages; the source's
+               process runs on if the source died before the commit point
 """
 import argparse
 import json
@@ -395,6 +401,45 @@ def scenario_fill_killed(r, hosts):
         raise Failure(f"the half-filled process ran to a verdict:\n{read(r.out)}")
 
 
+def scenario_post_copy(r, hosts):
+    pid = r.start_workload()
+    st = migrate_ok(r, hosts, pid, free_port(), extra=["--post-copy", "--max-downtime-ms", "1"])
+    log(f"post-copy: {st['postcopy_pages']} pages left on the source, {st['postcopy_pages_served']} served in "
+        f"{st['postcopy_requests']} requests, {st['postcopy_bytes']} bytes")
+    if not st["post_copy"] or st["postcopy_pages"] == 0:
+        raise Failure(f"no post-copy happened: {st}")
+    if not 0 < st["postcopy_pages_served"] <= st["postcopy_pages"]:
+        raise Failure(f"{st['postcopy_pages_served']} pages served for {st['postcopy_pages']} left on the source")
+
+
+def scenario_post_copy_src_killed(r, hosts):
+    pid = r.start_workload()
+    port = free_port()
+    srv, cache = start_serve(r, hosts, r.key, port)
+    m = r.criu(["migrate", "-t", str(pid), "--to", f"{B_ADDR}:{port}", "--auth-key", r.key, "-o", "migrate.log",
+                "-W", r.tmp, "-v4", "--post-copy", "--max-downtime-ms", "1"], wrap=hosts.in_a,
+               env={"CRIU_MIGRATE_DIE_AT_PAGE_REQUEST": "1"})
+    if m.returncode not in (-signal.SIGKILL, 137):
+        raise Failure(f"criu migrate ended with {m.returncode}, not killed by its test hook")
+    srv.communicate(timeout=60)
+    if srv.returncode == 0:
+        raise Failure("criu serve succeeded although the source died during post-copy")
+    slog = read(os.path.join(r.tmp, "serve.log"))
+    if not re.search(r"\(([1-9][0-9]*) from the source\)", slog):
+        raise Failure("the destination was owed no page by the source")
+    wait_for(lambda: not hosts.b_processes(), 20, "the destination to kill its copy")
+    if os.listdir(os.path.join(cache, "incoming")):
+        raise Failure(f"the destination kept {os.listdir(os.path.join(cache, 'incoming'))}")
+    if alive(pid):
+        log("the source died before the commit point: its process runs on")
+        r.source_intact(pid)
+        r.finish_local(pid)
+    else:
+        r.proc.wait(10)
+        if "PASS" in read(r.out) or "FAIL" in read(r.out):
+            raise Failure(f"a half-filled copy ran to a verdict:\n{read(r.out)}")
+
+
 def scenario_wrong_key(r, hosts):
     pid = r.start_workload()
     port = free_port()
@@ -488,7 +533,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--criu", required=True)
     ap.add_argument("--scenario", required=True, choices=["page-server", "ok", "wrong-key", "dest-killed", "cache",
-                                                          "src-disk-full", "eager", "fill-killed"])
+                                                          "src-disk-full", "eager", "fill-killed", "post-copy",
+                                                          "post-copy-src-killed"])
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("workload", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -502,7 +548,8 @@ def main():
             with Hosts() as hosts:
                 {"ok": scenario_ok, "wrong-key": scenario_wrong_key, "dest-killed": scenario_dest_killed,
                  "cache": scenario_cache, "src-disk-full": scenario_src_disk_full, "eager": scenario_eager,
-                 "fill-killed": scenario_fill_killed}[
+                 "fill-killed": scenario_fill_killed, "post-copy": scenario_post_copy,
+                 "post-copy-src-killed": scenario_post_copy_src_killed}[
                     a.scenario](r, hosts)
         ok = True
         log(f"{a.scenario}: PASS")
