@@ -407,7 +407,11 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
         TRY_VOID_CTX(tree->resume(), "resuming the tree of pid {} after the dump", pid);
         ctx.stats.set_frozen_time_us(micros_since(frozen_since));
     } else {
-        TRY_VOID_CTX(tree->kill([&] { ctx.stats.set_frozen_time_us(micros_since(frozen_since)); }),
+        TRY_VOID_CTX(tree->kill([&] {
+                         ctx.stats.set_frozen_time_us(micros_since(frozen_since));
+                         if (hooks.on_killed)
+                             hooks.on_killed();
+                     }),
                      "killing the tree of pid {} after the dump", pid);
     }
     ctx.stats.set_tasks(static_cast<uint32_t>(nprocs));

@@ -62,6 +62,9 @@ struct DumpHooks {
     PageSinkFactory page_sinks;  // empty: the image directory (or --page-server)
     std::function<void()> on_frozen;  // right after every thread is stopped
     std::function<Status()> before_release;
+    // Right after SIGKILL reached every process of the tree (they never run again), before
+    // their exits are collected (tearing 1 GiB down takes ~0.2 s): migration commits here.
+    std::function<void()> on_killed;
     LiveTracking* live_tracking = nullptr;  // see run_dump above
     // Where the finished operation's stats go as well (frozen_time_us, pages_dirty,
     // pages_written, dirty_tracking, ...): a migration reports its rounds from them.

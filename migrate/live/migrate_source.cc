@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "criu/dump/dump.h"
 #include "migrate/cache/byte_io.h"
@@ -309,6 +310,13 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
         log.info("migrate", "pid {} restored on {} as pid {} and held; killing the source", pid, ep.text, rpid);
         return {};
     };
+    // The commit goes as soon as SIGKILL reached the source (it can never run again), not
+    // once its memory is torn down: that took ~0.25 s of the pause for 1 GiB.
+    std::optional<Status> commit_sent;
+    hooks.on_killed = [&] {
+        std::lock_guard lk(ch.mutex());
+        commit_sent = ch.send(MsgType::commit, {});
+    };
     Status dumped = run_dump(dopts, log, hooks);
     if (!dumped) {
         progress.end();
@@ -320,7 +328,7 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
     // Post-copy: the destination's page requests are answered until `done` (PostCopySource
     // takes the channel's lock for each answer); otherwise the channel is ours to the end.
     std::unique_lock lk(ch.mutex());
-    Status committed = ch.send(MsgType::commit, {});
+    Status committed = commit_sent ? std::move(*commit_sent) : ch.send(MsgType::commit, {});
     if (post)
         lk.unlock();
     auto expect = [&](MsgType t, int timeout_ms) {
