@@ -15,6 +15,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "criu/files/fd_kinds.h"
+#include "criu/files/net_lock.h"
 #include "criu/ipc/sysv_ipc.h"
 #include "images/image_dir.h"
 #include "images/page_reader.h"
@@ -196,11 +197,17 @@ Status check_options(const Options& opts) {
 
 Expected<int> run_restore(const Options& opts, Log& log) { return run_restore(opts, log, RestoreHooks{}); }
 
-Expected<int> run_restore(const Options& opts, Log& log, const RestoreHooks& hooks) {
+// The restore; `lock_table` is set to the network lock of the dump's TCP connections (if any)
+// while it is still in place.
+static Expected<int> restore_images(const Options& opts, Log& log, const RestoreHooks& hooks, std::string& lock_table) {
     const auto t_start = Clock::now();
     TRY_VOID(check_options(opts));
     ImageDir dir = TRY(ImageDir::open(opts.images_dir));
     ImageSetHeader hdr = TRY(load_image_set_header(dir));
+    lock_table = hdr.inventory.tcp_lock_table();
+    if (!lock_table.empty() && !opts.tcp_established)
+        return failf(ENOTSUP, "{}: the dump holds established TCP connections; restore them with --tcp-established",
+                     dir.path());
     const std::vector<images::PstreeEntry>& tree = hdr.pstree;
     const images::PstreeEntry& entry = tree.front();
     const pid_t pid = entry.pid();
@@ -373,6 +380,13 @@ Expected<int> run_restore(const Options& opts, Log& log, const RestoreHooks& hoo
         proc->disarm();
     if (guard)
         guard->disarm();
+    if (!lock_table.empty()) {
+        // The tree runs: its TCP connections may talk again.
+        if (auto st = remove_lock_table(lock_table, log); !st)
+            log.warn("restore", "{}; the restored TCP connections stay blocked until `criu net-unlock -D {}`",
+                     st.error().str(), dir.path());
+        lock_table.clear();
+    }
 
     images::RestoreStats stats;
     stats.set_total_time_us(us_since(t_start));
@@ -390,6 +404,16 @@ Expected<int> run_restore(const Options& opts, Log& log, const RestoreHooks& hoo
     if (opts.restore_detached)
         return 0;  // criu exits; the root is reparented to the nearest subreaper or init
     return wait_for_exit(pid, log);
+}
+
+Expected<int> run_restore(const Options& opts, Log& log, const RestoreHooks& hooks) {
+    std::string lock_table;
+    auto r = restore_images(opts, log, hooks, lock_table);
+    if (!r && !lock_table.empty())
+        r.error().add_context(fmt::format("the dumped TCP connections stay blocked (nft table inet {}; their peers "
+                                          "see a pause, not a reset) until a restore succeeds or `criu net-unlock "
+                                          "-D {}` gives up on them", lock_table, opts.images_dir));
+    return r;
 }
 
 }  // namespace criu

@@ -13,6 +13,8 @@
 #include "criu/backtrace/backtrace_report.h"
 #include "criu/dump/dump.h"
 #include "criu/dump/pre_copy.h"
+#include "criu/files/net_lock.h"
+#include "images/image_dir.h"
 #include "images/show.h"
 #include "kernel-feature-check/check_command.h"
 #include "migrate/cache/cache_command.h"
@@ -84,6 +86,26 @@ int cmd_restore(const Options& opts) {
         return report(log, "restore", r.error());
     }
     return *r;
+}
+
+// Gives up on the TCP connections of a dump that will not be restored: removes the network lock
+// its inventory names (the peers' next retransmissions then meet resets instead of silence).
+int cmd_net_unlock(const Options& opts) {
+    Log log(opts.verbosity);
+    auto dir = ImageDir::open(opts.images_dir);
+    auto inv = dir ? dir->read_inventory() : Expected<images::Inventory>(std::unexpected(dir.error()));
+    if (!inv)
+        return report(log, "net-unlock", inv.error());
+    if (inv->tcp_lock_table().empty()) {
+        fmt::print(stderr, "{}: the dump holds no TCP connections; nothing to unlock\n", opts.images_dir);
+        return 0;
+    }
+    auto r = remove_lock_table(inv->tcp_lock_table(), log);
+    if (!r)
+        return report(log, "net-unlock", r.error());
+    fmt::print(stderr, "the TCP connections of {} are no longer blocked (nft table inet {} removed)\n",
+               opts.images_dir, inv->tcp_lock_table());
+    return 0;
 }
 
 int cmd_lazy_pages(const Options& opts) {
@@ -171,6 +193,8 @@ int run_command(const CommandArgs& cmd, const Options& opts) {
         return cmd_show(cmd, opts);
     if (cmd.name == "lazy-pages")
         return cmd_lazy_pages(opts);
+    if (cmd.name == "net-unlock")
+        return cmd_net_unlock(opts);
     if (cmd.name == "cache") {
         if (cmd.cache_dir.empty()) {
             fmt::print(stderr, "Error (cache): no cache given: use --cache-dir DIR\n");

@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
     app.positionals_at_end(false);
 
     app.add_option("command", cmd.name,
-                   "check | dump | pre-dump | restore | show | page-server | lazy-pages | migrate | serve | cache")
+                   "check | dump | pre-dump | restore | show | page-server | lazy-pages | migrate | serve | cache | net-unlock")
         ->required();
     app.add_option("args", cmd.args, "arguments of the command (show: FILE or DIR; cache: stat|verify|gc)");
 

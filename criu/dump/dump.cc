@@ -391,6 +391,7 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     TRY_VOID(ctx.checkpoint("inventory"));
     images::Inventory inv = make_inventory(root_img);
     inv.set_parent_dir(opts.prev_images_dir);
+    inv.set_tcp_lock_table(files.tcp_lock_table());
     done[0]->inc->describe(inv);
     TRY_VOID(ctx.dir.write_inventory(inv));
     if (page_server)
@@ -404,6 +405,9 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     // The frozen interval ends when the tree runs again or can never run again (SIGKILL
     // sent); collecting the exits of killed processes (their memory torn down) comes after.
     if (opts.leave_running) {
+        // TCP connections leave repair mode and the lock before anything runs (send() fails in
+        // repair mode).
+        TRY_VOID_CTX(files.release_tcp(false, log), "giving the TCP connections back to the tree of pid {}", pid);
         TRY_VOID_CTX(tree->resume(), "resuming the tree of pid {} after the dump", pid);
         ctx.stats.set_frozen_time_us(micros_since(frozen_since));
     } else {
@@ -413,6 +417,8 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
                              hooks.on_killed();
                      }),
                      "killing the tree of pid {} after the dump", pid);
+        // Only now: had the kill failed, the tree would run on and get its connections back.
+        TRY_VOID(files.release_tcp(true, log));
     }
     ctx.stats.set_tasks(static_cast<uint32_t>(nprocs));
     ctx.stats.set_threads(static_cast<uint32_t>(nthreads));

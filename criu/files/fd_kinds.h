@@ -46,6 +46,14 @@ public:
     Status dump_process_fds(pid_t pid, const Options& opts, Log& log, int images_dirfd);
     // Writes files.img and pipes-data.img. Call once, after every process was dumped.
     Status finish(int images_dirfd);
+    // --tcp-established: the nft table of the network lock that holds the dumped connections
+    // ("" if there were none), for the inventory.
+    std::string tcp_lock_table() const;
+    // Once the image set is complete: `killed` (the tree is gone) keeps the connections blocked
+    // for restore; otherwise (--leave-running) they are given back to the processes, which
+    // must not run before this. Without this call, destroying the FilesDumper gives them back
+    // too (a failed dump).
+    Status release_tcp(bool killed, Log& log);
 
 private:
     std::unique_ptr<FilesDumperState> st_;

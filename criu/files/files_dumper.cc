@@ -161,6 +161,10 @@ Status FilesDumper::dump_process_fds(pid_t pid, const Options& opts, Log& log, i
     return {};
 }
 
+std::string FilesDumper::tcp_lock_table() const { return st_->sockets.tcp_lock_table(); }
+
+Status FilesDumper::release_tcp(bool killed, Log& log) { return st_->sockets.tcp_release(killed, log); }
+
 Status FilesDumper::finish(int images_dirfd) {
     auto& s = *st_;
     if (s.finished)

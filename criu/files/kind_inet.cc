@@ -7,7 +7,12 @@
 // datagrams are copied with SO_PEEK_OFF + MSG_PEEK like unix queues. On restore a datagram must
 // come from its original sender (a connected UDP socket drops anything else), whose port may
 // be taken by a restored socket: it is sent through a raw socket with the sender's address and
-// port in a hand-made UDP header. Established TCP connections need --tcp-established.
+// port in a hand-made UDP header.
+//
+// Established TCP connections need --tcp-established: each is blocked by the dump's network
+// lock (net_lock.h), put in repair mode and read (tcp_repair.h); the socket stays in repair mode
+// until the dump ends, so that the dumped process, killed, closes it without a FIN or RST.
+// Half-closed connections (FIN sent or received) are refused.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -23,6 +28,9 @@
 #include <fmt/format.h>
 
 #include "criu/files/fd_kind_table.h"
+#include "criu/files/net_lock.h"
+#include "criu/files/sockets.h"
+#include "criu/files/tcp_repair.h"
 
 namespace criu {
 namespace {
@@ -117,15 +125,18 @@ Status precheck_inet(const FdView& v, const Options& opts) {
     if (ti.tcpi_state == TCP_LISTEN && ti.tcpi_unacked > 0)
         return failf(ENOTSUP, "{}: TCP listener {} has {} connection(s) not accepted yet (not supported)", v.where(),
                      addr_str(la.family, la.ip, la.port), ti.tcpi_unacked);
+    std::string conn = fmt::format("{} -> {}", addr_str(la.family, la.ip, la.port), addr_str(pa.family, pa.ip, pa.port));
     if (ti.tcpi_state == TCP_ESTABLISHED) {
-        std::string conn = fmt::format("{} -> {}", addr_str(la.family, la.ip, la.port), addr_str(pa.family, pa.ip, pa.port));
         if (!opts.tcp_established)
             return failf(ENOTSUP, "{}: established TCP connection {} (dump it with --tcp-established)", v.where(), conn);
-        return failf(ENOTSUP, "{}: established TCP connection {} (--tcp-established is not supported yet)", v.where(),
-                     conn);
+        return {};
     }
+    if (ti.tcpi_state == TCP_SYN_SENT || ti.tcpi_state == TCP_SYN_RECV)
+        return failf(ENOTSUP, "{}: TCP connection {} is being set up (state {}); not supported", v.where(), conn,
+                     tcp_state_name(ti.tcpi_state));
     if (ti.tcpi_state != TCP_LISTEN && ti.tcpi_state != TCP_CLOSE)
-        return failf(ENOTSUP, "{}: TCP socket in state {} (not supported)", v.where(), tcp_state_name(ti.tcpi_state));
+        return failf(ENOTSUP, "{}: TCP connection {} is half-closed (state {}: a FIN was sent or received); not "
+                              "supported", v.where(), conn, tcp_state_name(ti.tcpi_state));
     return {};
 }
 
@@ -245,6 +256,18 @@ Status dump_inet(KindDumpContext& c, const FdView& v, images::FileEntry& out) {
     s->set_peek_off(-1);
     if (s->protocol() == IPPROTO_UDP)
         TRY_VOID(peek_datagrams(v, *s));
+    if (s->protocol() == IPPROTO_TCP && s->state() == TCP_ESTABLISHED) {
+        // Every ordinary option is read above: repair mode changes SO_REUSEADDR.
+        int peek_off = get_int(fd, SOL_SOCKET, SO_PEEK_OFF, ok);
+        s->set_peek_off(ok ? peek_off : -1);
+        TcpTuple t{domain, s->src_addr(), s->src_port(), s->dst_addr(), s->dst_port()};
+        std::string where = fmt::format("{}: TCP connection {}", v.where(), tuple_str(t));
+        TRY_VOID_CTX(c.sockets.tcp_repair_on(fd, t, s->reuseaddr(), v.pid, c.log), "{}", where);
+        TRY_VOID(tcp_repair_dump(fd, *s->mutable_tcp(), where));
+        const auto& r = s->tcp();
+        c.log.info("files", "{}: {} bytes to read, {} bytes not acknowledged ({} never sent), mss {}, options {:#x}",
+                   where, r.recv_queue().size(), r.send_queue().size(), r.unsent(), r.mss(), r.options());
+    }
     c.log.debug("files", "{}: {} state {} peer {} {} datagram(s)", v.where(), sk_name(*s), tcp_state_name(s->state()),
                 addr_str(s->family(), s->dst_addr(), s->dst_port()), s->queue_size());
     return {};
@@ -269,8 +292,17 @@ Status validate_inet(const images::FileEntry& e) {
         return failf(EINVAL, "{}: port {} or {} is above 65535", n, s.src_port(), s.dst_port());
     TRY_VOID_CTX(validate_anon_flags(s.flags(), O_RDWR), "{}", n);
     bool tcp = s.protocol() == IPPROTO_TCP;
-    if (tcp && s.state() != TCP_LISTEN && s.state() != TCP_CLOSE)
+    if (tcp && s.state() != TCP_LISTEN && s.state() != TCP_CLOSE && s.state() != TCP_ESTABLISHED)
         return failf(EINVAL, "{}: TCP state {} cannot be restored", n, s.state());
+    if (s.has_tcp() != (tcp && s.state() == TCP_ESTABLISHED))
+        return failf(EINVAL, "{}: repair data {} a TCP socket in state {}", n, s.has_tcp() ? "on" : "missing for",
+                     tcp_state_name(s.state()));
+    if (s.has_tcp()) {
+        if (s.dst_port() == 0 || s.src_port() == 0)
+            return failf(EINVAL, "{}: an established TCP connection without both ports", n);
+        TRY_VOID_CTX(tcp_repair_validate(s.tcp()), "{} (connected to {})", n,
+                     addr_str(s.family(), s.dst_addr(), s.dst_port()));
+    }
     if (!tcp && s.state() != TCP_CLOSE && s.state() != TCP_ESTABLISHED)
         return failf(EINVAL, "{}: UDP state {}", n, s.state());
     if (!tcp && (s.state() == TCP_ESTABLISHED) != (s.dst_port() != 0))
@@ -341,6 +373,30 @@ Status wait_queued(int fd) {
     return {};
 }
 
+// What an established TCP connection gets after repair: the options the process had set.
+Expected<UniqueFd> open_tcp_established(KindRestoreContext& c, const images::FileEntry& e, UniqueFd fd) {
+    const auto& s = e.inet();
+    int f = fd.get();
+    TcpTuple t{s.family(), s.src_addr(), s.src_port(), s.dst_addr(), s.dst_port()};
+    std::string n = fmt::format("TCP connection {}", tuple_str(t));
+    TRY_VOID(tcp_repair_restore(f, s, n));
+    TRY_VOID_CTX(set_int(f, SOL_SOCKET, SO_REUSEADDR, s.reuseaddr(), "SO_REUSEADDR"), "{}", n);
+    TRY_VOID_CTX(set_int(f, IPPROTO_TCP, TCP_NODELAY, s.nodelay(), "TCP_NODELAY"), "{}", n);
+    TRY_VOID_CTX(set_int(f, SOL_SOCKET, SO_KEEPALIVE, s.keepalive(), "SO_KEEPALIVE"), "{}", n);
+    if (s.keepalive() && s.keepidle()) {
+        TRY_VOID_CTX(set_int(f, IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(s.keepidle()), "TCP_KEEPIDLE"), "{}", n);
+        TRY_VOID_CTX(set_int(f, IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(s.keepintvl()), "TCP_KEEPINTVL"), "{}", n);
+        TRY_VOID_CTX(set_int(f, IPPROTO_TCP, TCP_KEEPCNT, static_cast<int>(s.keepcnt()), "TCP_KEEPCNT"), "{}", n);
+    }
+    if (s.peek_off() >= 0)
+        TRY_VOID_CTX(set_int(f, SOL_SOCKET, SO_PEEK_OFF, s.peek_off(), "SO_PEEK_OFF"), "{}", n);
+    TRY_VOID_CTX(set_status_flags(f, s.flags()), "{}", n);
+    if (c.log)
+        c.log->info("files", "{}: restored with {} bytes to read and {} to send", n, s.tcp().recv_queue().size(),
+                    s.tcp().send_queue().size());
+    return c.to_high(std::move(fd));
+}
+
 Expected<UniqueFd> open_inet(KindRestoreContext& c, const images::FileEntry& e) {
     const auto& s = e.inet();
     std::string n = sk_name(s);
@@ -352,6 +408,8 @@ Expected<UniqueFd> open_inet(KindRestoreContext& c, const images::FileEntry& e) 
     if (s.family() == AF_INET6)
         TRY_VOID_CTX(set_int(f, IPPROTO_IPV6, IPV6_V6ONLY, s.v6only(), "IPV6_V6ONLY"), "{}", n);
     TRY_VOID_CTX(set_int(f, SOL_SOCKET, SO_REUSEPORT, s.reuseport(), "SO_REUSEPORT"), "{}", n);
+    if (s.has_tcp())
+        return open_tcp_established(c, e, std::move(fd));
     if (s.rcvbuf())
         TRY_VOID_CTX(set_int(f, SOL_SOCKET, SO_RCVBUF, static_cast<int>(s.rcvbuf()), "SO_RCVBUF"), "{}", n);
     if (s.sndbuf())
@@ -412,6 +470,56 @@ bool is_inet(const FdView& v) {
 }
 
 }  // namespace
+
+SocketDumpState::~SocketDumpState() {
+    if (tcp_released_ || (repaired_.empty() && lock_.table().empty()))
+        return;
+    Log quiet(0);
+    if (auto st = tcp_release(false, quiet); !st)
+        fmt::print(stderr, "Warning: giving the TCP connections back after a failed dump: {}\n", st.error().str());
+}
+
+Status SocketDumpState::tcp_repair_on(int fd, const TcpTuple& t, bool reuseaddr, pid_t pid, Log& log) {
+    // Blocked first: from the moment repair is on the socket ignores the peer, which must not
+    // get an answer from anyone (KERNEL-NOTES pitfall 14).
+    TRY_VOID(lock_.block(t, pid, log));
+    UniqueFd own(fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!own)
+        return fail_errno("dup of the socket");
+    TRY_VOID(tcp_set_repair(own.get(), TCP_REPAIR_ON));
+    repaired_.push_back({std::move(own), reuseaddr, fmt::format("pid {}: TCP connection {}", pid, tuple_str(t))});
+    return {};
+}
+
+Status SocketDumpState::tcp_repair_off_all() {
+    Status first;
+    for (auto& r : repaired_) {
+        Status st = tcp_set_repair(r.fd.get(), TCP_REPAIR_OFF);
+        if (st)
+            st = set_int(r.fd.get(), SOL_SOCKET, SO_REUSEADDR, r.reuseaddr, "SO_REUSEADDR");
+        if (!st && first)
+            first = failf(st.error().err(), "{}: {}", r.name, st.error().message());
+    }
+    repaired_.clear();
+    return first;
+}
+
+Status SocketDumpState::tcp_release(bool killed, Log& log) {
+    tcp_released_ = true;
+    if (killed) {
+        // Closing our copies in repair mode sends nothing either.
+        repaired_.clear();
+        if (!lock_.table().empty())
+            log.info("net", "the dumped TCP connections stay blocked (nft table inet {}) until restore",
+                     lock_.table());
+        lock_.keep();
+        return {};
+    }
+    Status off = tcp_repair_off_all();
+    Status unlocked = lock_.release(log);
+    TRY_VOID(std::move(off));
+    return unlocked;
+}
 
 const FdKindOps kInetKind{
     .name = "inet socket",

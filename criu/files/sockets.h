@@ -14,6 +14,8 @@
 
 #include "criu/core/error.h"
 #include "criu/core/log.h"
+#include "criu/core/unique_fd.h"
+#include "criu/files/net_lock.h"
 #include "criu/files/sock_diag.h"
 #include "proto/files.pb.h"
 
@@ -21,6 +23,13 @@ namespace criu {
 
 class SocketDumpState {
 public:
+    SocketDumpState() = default;
+    SocketDumpState(const SocketDumpState&) = delete;
+    SocketDumpState& operator=(const SocketDumpState&) = delete;
+    // A dump that did not reach tcp_release(): every connection is given back to its process
+    // as it was (repair off, SO_REUSEADDR as dumped) before the lock is lifted.
+    ~SocketDumpState();
+
     struct UnixSeen {
         pid_t pid = 0;
         int fd = -1;
@@ -36,7 +45,30 @@ public:
     // (or may stay outside with --ext-unix-sk), and sets group_ino (sockets created together).
     Status finish_unix(std::vector<images::FileEntry>& files, bool ext_unix_sk, Log& log);
 
+    // --tcp-established: blocks connection `t` of socket `fd` (a stolen fd of pid `pid`) behind
+    // the dump's network lock, then puts the socket in repair mode. `reuseaddr` is its
+    // SO_REUSEADDR, which turning repair off again resets.
+    Status tcp_repair_on(int fd, const TcpTuple& t, bool reuseaddr, pid_t pid, Log& log);
+    // Once the images are complete. `killed`: the dumped processes are gone; their sockets were
+    // in repair mode when they closed (nothing was sent to the peers) and the lock stays for
+    // restore. Otherwise (--leave-running) repair goes off and the lock is lifted; call it
+    // before the processes run again (a socket in repair mode refuses send()).
+    Status tcp_release(bool killed, Log& log);
+    // The network lock's nft table; empty if no connection was dumped.
+    const std::string& tcp_lock_table() const { return lock_.table(); }
+
 private:
+    struct Repaired {
+        UniqueFd fd;
+        bool reuseaddr = false;
+        std::string name;  // "pid 4211 fd 7: TCP connection a -> b"
+    };
+    // Repair off on every connection: the process's view of it is as before.
+    Status tcp_repair_off_all();
+
+    std::vector<Repaired> repaired_;
+    NetLock lock_;
+    bool tcp_released_ = false;
     std::optional<std::map<uint32_t, UnixDiag>> unix_diag_;
     std::map<uint64_t, UnixSeen> unix_seen_;
 };

@@ -1,5 +1,5 @@
-// TCP and UDP sockets: an established connection stops the dump in pre-flight (with and
-// without --tcp-established, which is not supported yet) while the process runs on, and hostile
+// TCP and UDP sockets: an established connection stops the dump in pre-flight without
+// --tcp-established while the process runs on (files_tcp_test.cc has the connections), and hostile
 // InetSocket records are refused before anything is created.
 #include <catch2/catch.hpp>
 
@@ -130,11 +130,17 @@ TEST_CASE("hostile inet socket records are refused before anything is created") 
         s.set_protocol(IPPROTO_RAW);
         CHECK_THAT(load(e), Catch::Contains("protocol 255"));
     }
-    SECTION("an established TCP state") {
+    SECTION("an established TCP state without its repair data") {
         s.set_protocol(IPPROTO_TCP);
         s.clear_queue();
         s.set_state(1);
-        CHECK_THAT(load(e), Catch::Contains("TCP state 1 cannot be restored"));
+        CHECK_THAT(load(e), Catch::Contains("repair data missing for a TCP socket in state ESTABLISHED"));
+    }
+    SECTION("a half-closed TCP state") {
+        s.set_protocol(IPPROTO_TCP);
+        s.clear_queue();
+        s.set_state(8);  // CLOSE_WAIT
+        CHECK_THAT(load(e), Catch::Contains("TCP state 8 cannot be restored"));
     }
     SECTION("connected without a peer") {
         s.set_state(1);
