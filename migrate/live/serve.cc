@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -160,6 +161,7 @@ Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::st
     ro.stats_json.clear();
     ro.lazy_pages = lazy;
     RestoreHooks hooks;
+    std::chrono::steady_clock::time_point t_commit{};
     // Lazy restore: only the non-memory state is restored inside the pause; the anonymous
     // memory is filled by `filler` from the image chain here, faults first, while the process
     // runs (lazy_filler.h). Declared after `cleanup`: the images stay until it is done.
@@ -196,6 +198,7 @@ Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::st
                          restored);
         else
             TRY_VOID_CTX(ch.expect(MsgType::commit), "waiting for the source to let go of pid {}", restored);
+        t_commit = std::chrono::steady_clock::now();
         return {};
     };
     auto r = run_restore(ro, log, hooks);
@@ -207,7 +210,12 @@ Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::st
         // complete only once every page is in.
         {
             std::lock_guard lk(ch.mutex());
-            TRY_VOID(ch.send(MsgType::released, {}));
+            // How long the process still waited here after the commit: the source adds it to its
+            // frozen time (its own clock would also count its teardown of the old copy).
+            ByteWriter rw;
+            rw.u64(uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::steady_clock::now() - t_commit).count()));
+            TRY_VOID(ch.send(MsgType::released, rw.bytes()));
         }
         if (die_after_fill_pages()) {
             log.warn("serve", "CRIU_SERVE_DIE_AFTER_FILL_PAGES: dying now");

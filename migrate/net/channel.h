@@ -65,7 +65,7 @@ enum class MsgType : uint16_t {
     commit = 45,         // {}: the source is gone; let the process run
     done = 46,           // {} or, after a lazy restore, {u64 fill_ms, u64 faults, u64 pages_copied}
     image_set = 47,      // {str name}: what follows belongs to the image set DIR/<name>
-    released = 48,       // {}: (lazy restore) the process runs; its memory is being filled
+    released = 48,       // {u64 us from commit to release}: (lazy restore) the process runs; memory being filled
 
     // Chunks through the SSD cache (remote_chunks.h).
     chunk_have = 50,        // {u32 n} + n keys
