@@ -10,8 +10,16 @@
 // kernel hands out the lowest free one), unlock, set termios and window size, open the slave
 // with TIOCGPTPEER. The session leader then takes it back as controlling terminal (TIOCSCTTY,
 // TIOCSPGRP) once all of its fds are installed.
-// Not restored: bytes queued inside the pty (the line discipline has no non-destructive read);
-// the dump logs how many there were.
+// Bytes the slave wrote that the master has not read are kept (pty_queue.h: copied by a guardian
+// process that puts them straight back with TIOCSTI, so that not even criu's SIGKILL loses them;
+// put back the same way at restore), except in packet mode (each read of the master returns a
+// status byte first, and a pending status is consumed by that read: reading is not undoable)
+// and when the master's read buffer is full; the dump then warns how many bytes are not kept.
+// Not kept, the other way: bytes the master wrote that the slave has not read. They sit in the
+// slave's line discipline after its input processing; in canonical mode (the default) an
+// unfinished line cannot be read at all, and the only way to read it, turning ICANON off,
+// merges the queue into one line when ICANON comes back on (n_tty_set_termios), so the process
+// would see different reads. The dump warns how many there were.
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -21,11 +29,14 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include <fmt/format.h>
 
 #include "criu/files/fd_kind_table.h"
+#include "criu/files/pty_queue.h"
 
 namespace criu {
 namespace {
@@ -196,9 +207,26 @@ Status dump_master(KindDumpContext& c, const FdView& v, images::FileEntry& out) 
     p->set_packet_mode(packet != 0);
     TRY_VOID(dump_termios(fd, v.where(), *p->mutable_termios()));
     int queued = 0;
-    if (ioctl(fd, FIONREAD, &queued) == 0 && queued > 0)
-        c.log.warn("files", "{}: {} bytes written by the slave of pty {} and not read yet are not restored",
+    if (ioctl(fd, FIONREAD, &queued) != 0)
+        return fail_errno("{}: FIONREAD", v.where());
+    if (queued == 0)
+        return {};
+    if (packet) {
+        c.log.warn("files", "{}: {} bytes written by the slave of pty {} and not read yet are not kept (packet mode)",
                    v.where(), queued, index);
+        return {};
+    }
+    // The test hook of pty_queue.h; read here, as DumpContext reads it for the dump's phases.
+    const char* fault = std::getenv("CRIU_FAULT_INJECT");
+    PtyQueueOptions qo{.kill_parent_after_read = fault && std::string_view(fault) == "pty-guardian-orphaned"};
+    auto copied = copy_pty_master_queue(fd, qo);
+    if (!copied && copied.error().err() == ENOSPC) {
+        c.log.warn("files", "{}: pty {}: {}; the bytes are left in place and not kept", v.where(), index,
+                   copied.error().message());
+        return {};
+    }
+    p->set_output(TRY_CTX(std::move(copied), "{}: bytes the master of pty {} had not read", v.where(), index));
+    c.log.info("files", "{}: kept {} bytes the master of pty {} had not read", v.where(), p->output().size(), index);
     return {};
 }
 
@@ -227,8 +255,8 @@ Status dump_pts(KindDumpContext& c, const FdView& v, images::FileEntry& out) {
     }
     int queued = 0;
     if (ioctl(v.stolen.get(), FIONREAD, &queued) == 0 && queued > 0)
-        c.log.warn("files", "{}: {} bytes written to the master of pty {} and not read yet are not restored",
-                   v.where(), queued, index);
+        c.log.warn("files", "{}: {} bytes written to the master of pty {} and not read yet are not kept (see "
+                            "kind_pty.cc)", v.where(), queued, index);
     return {};
 }
 
@@ -242,8 +270,11 @@ Status validate_pty(const images::FileEntry& e) {
     std::string want = p.master() ? std::string() : fmt::format("/dev/pts/{}", p.index());
     if (p.master() ? (p.path() != "/dev/ptmx" && p.path() != "/dev/pts/ptmx") : p.path() != want)
         return failf(EINVAL, "pty {} {} has path \"{}\"", p.index(), p.master() ? "master" : "slave", p.path());
-    if (!p.master() && (p.locked() || p.packet_mode()))
+    if (!p.master() && (p.locked() || p.packet_mode() || !p.output().empty()))
         return failf(EINVAL, "pty {} slave has master-only state", p.index());
+    if (p.output().size() > kPtyMasterQueueMax || (p.packet_mode() && !p.output().empty()))
+        return failf(EINVAL, "pty {}: {} bytes of output{}, at most {}", p.index(), p.output().size(),
+                     p.packet_mode() ? " in packet mode" : "", p.packet_mode() ? 0 : kPtyMasterQueueMax);
     if ((p.ctty_sid() != 0) != (p.fg_pgrp() != 0) || p.ctty_sid() < 0 || p.fg_pgrp() < 0 ||
         (p.master() && p.ctty_sid() != 0))
         return failf(EINVAL, "pty {}: bad controlling-terminal state (session {}, group {})", p.index(), p.ctty_sid(),
@@ -296,6 +327,10 @@ Expected<UniqueFd> open_pty(KindRestoreContext& c, const images::FileEntry& e) {
         fd.reset(fcntl(obj, F_DUPFD_CLOEXEC, c.high_fd));
         if (!fd)
             return fail_errno("pty {}: dup of the master", p.index());
+        // Before packet mode and the lock: the queue is plain bytes, as dumped.
+        if (!p.output().empty())
+            TRY_VOID_CTX(put_pty_master_queue(fd.get(), p.output()), "pty {}: {} bytes the master had not read",
+                         p.index(), p.output().size());
         if (int pkt = p.packet_mode(); ioctl(fd.get(), TIOCPKT, &pkt) != 0)
             return fail_errno("pty {}: TIOCPKT", p.index());
         if (p.locked()) {

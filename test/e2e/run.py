@@ -295,9 +295,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--criu", required=True)
     ap.add_argument("--name", required=True)
-    ap.add_argument("--mode", choices=["plain", "leave-running", "restore-fails"], default="plain",
+    ap.add_argument("--mode", choices=["plain", "leave-running", "restore-fails", "dump-killed"], default="plain",
                     help="restore-fails: remove --remove-after-dump from the workload's directory after a "
-                         "plain dump; the restore must fail naming it and leave no process of the tree")
+                         "plain dump; the restore must fail naming it and leave no process of the tree. "
+                         "dump-killed: a dump --leave-running with CRIU_FAULT_INJECT=--fault must end with "
+                         "criu SIGKILLed and the workload intact; it then verifies itself without a restore")
+    ap.add_argument("--fault", default="", help="CRIU_FAULT_INJECT value for --mode dump-killed")
     ap.add_argument("--remove-after-dump", default="", help="file (relative to the workload's cwd)")
     ap.add_argument("--dump-args", default="", help="extra criu dump arguments")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -331,6 +334,34 @@ def main():
             log(f"tree of {len(pids)} processes: {pids}")
         extra = a.dump_args.split()
 
+        if a.mode == "dump-killed":
+            img = os.path.join(tmp, "img")
+            cmd = [a.criu, "dump", "-t", str(pid), "-D", img, "-o", "dump.log", "-v4", "--leave-running"] + extra
+            log(f"$ CRIU_FAULT_INJECT={a.fault} " + " ".join(cmd))
+            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                               env=dict(os.environ, CRIU_FAULT_INJECT=a.fault))
+            if r.returncode != -signal.SIGKILL:
+                raise Failure(f"criu was not SIGKILLed by the fault '{a.fault}' (exit {r.returncode}): {r.stderr}")
+            # Whatever criu left running on its behalf may still be finishing: wait for the tree
+            # to look as before (up to 10 s), then let the workload judge itself.
+            problems = ["not compared yet"]
+            deadline = time.monotonic() + 10
+            while problems and time.monotonic() < deadline:
+                time.sleep(0.02)
+                if not pid_alive(pid):
+                    raise Failure(f"workload died with criu: {read_text(out_path)}")
+                problems = compare_tree(before, snapshot_tree(pid))
+            if problems:
+                raise Failure("after criu was killed the process changed:\n" + "\n".join(problems))
+            os.kill(pid, signal.SIGTERM)
+            status = reap(pid, 120)
+            output = read_text(out_path)
+            last = output.strip().splitlines()[-1] if output.strip() else ""
+            if last != "PASS" or status is None or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+                raise Failure(f"workload verdict: '{last}', wait status {status}\n{output}")
+            ok = True
+            log(f"{a.name} ({a.mode}): PASS")
+            return 0
         if a.mode in ("plain", "restore-fails"):
             img = os.path.join(tmp, "img")
             run_criu(["dump", "-t", str(pid), "-D", img, "-o", "dump.log", "-v4"] + extra, a.criu, tmp, "dump")

@@ -1,8 +1,10 @@
 /*
  * Ptys held by the process itself (the runner starts it as a session leader without a
  * terminal): pair A is its controlling terminal, with non-default termios and window size;
- * pair B is still locked (posix_openpt without unlockpt) and in packet mode. After restore
- * both keep their /dev/pts index, state and fd numbers, and pair A carries data both ways.
+ * pair B is still locked (posix_openpt without unlockpt) and in packet mode; on pair C (default
+ * termios: ONLCR) the slave wrote two lines the master has not read. After restore all keep
+ * their /dev/pts index, state and fd numbers, pair A carries data both ways and pair C's master
+ * reads exactly the bytes that were waiting ("\n" turned into "\r\n" once, not twice).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -78,6 +80,18 @@ int main(int argc, char **argv) {
     ZDTM_CHECK(ioctl(mb, TIOCPKT, &one) == 0, "TIOCPKT");
     int index_b = -1;
     ZDTM_CHECK(ioctl(mb, TIOCGPTN, &index_b) == 0, "TIOCGPTN B");
+    int mc = posix_openpt(O_RDWR | O_NOCTTY);
+    ZDTM_CHECK(mc >= 0 && unlockpt(mc) == 0, "pty C");
+    int sc = open(ptsname(mc), O_RDWR | O_NOCTTY);
+    ZDTM_CHECK(sc >= 0, "pty C slave: %s", strerror(errno));
+    ZDTM_CHECK(write(sc, "line1\nline2", 11) == 11, "pty C write");
+    static const char waiting[] = "line1\r\nline2";
+    int queued = 0;
+    for (int i = 0; i < 4000 && queued < (int)sizeof(waiting) - 1; i++) {
+        usleep(5000); /* the kernel moves written bytes to the master's side in a work item */
+        ZDTM_CHECK(ioctl(mc, FIONREAD, &queued) == 0, "FIONREAD");
+    }
+    ZDTM_CHECK(queued == (int)sizeof(waiting) - 1, "pty C: %d bytes waiting", queued);
     struct stat st_a;
     ZDTM_CHECK(fstat(sa, &st_a) == 0, "fstat A");
     int tty_nr = tty_nr_of_self();
@@ -117,6 +131,12 @@ int main(int argc, char **argv) {
     int dev = open("/dev/tty", O_RDWR);
     ZDTM_CHECK(dev >= 0, "/dev/tty: %s", strerror(errno));
     close(dev);
+
+    char got_c[32] = {0};
+    ZDTM_CHECK(read_exact(mc, got_c, sizeof(waiting) - 1) == 0 && memcmp(got_c, waiting, sizeof(waiting) - 1) == 0,
+               "pty C: the master read '%s'", got_c);
+    int left = -1;
+    ZDTM_CHECK(ioctl(mc, FIONREAD, &left) == 0 && left == 0, "pty C: %d more bytes", left);
 
     /* Data both ways through the restored pair (raw: VMIN 3, no echo, no output processing). */
     char buf[8] = {0};
