@@ -128,12 +128,29 @@ long clone_from_helper(pid_t pid) {
 
 }  // namespace
 
-Expected<pid_t> fork_with_pid(pid_t pid, UniqueFd& pidfd, Log& log) {
+namespace {
+
+// One clone3 attempt in the caller, sharing what `share_flags` says. Returns 0 in the new
+// process, its pid in the caller, or -errno.
+long clone_here(pid_t pid, uint64_t share_flags) {
+    pid_t want = pid;
+    criu_clone_args ca{};
+    ca.flags = share_flags;
+    ca.exit_signal = SIGCHLD;
+    ca.set_tid = reinterpret_cast<uint64_t>(&want);
+    ca.set_tid_size = 1;
+    long r = ::syscall(SYS_clone3, &ca, sizeof(ca));
+    return r < 0 ? -errno : r;
+}
+
+}  // namespace
+
+Expected<pid_t> fork_with_pid(pid_t pid, UniqueFd& pidfd, Log& log, uint64_t share_flags) {
     const auto start = std::chrono::steady_clock::now();
     const auto deadline = start + kPidWaitLimit;
     bool waited = false;
     for (;;) {
-        long r = clone_from_helper(pid);
+        long r = share_flags ? clone_here(pid, share_flags) : clone_from_helper(pid);
         if (r == 0)
             return 0;
         if (r > 0) {

@@ -40,6 +40,9 @@ Status wait_pid_free(pid_t pid, const char* what, Log& log,
 // Returns 0 in the child, like fork(); in the parent, the pid, with `pidfd` set. Safe to call
 // from a multi-threaded process: the clone3 runs in a fork()ed helper (see pid_claim.cc).
 // A pid held by a zombie or an exiting process is retried for up to kPidWaitLimit.
-Expected<pid_t> fork_with_pid(pid_t pid, UniqueFd& pidfd, Log& log);
+// `share_flags` (CLONE_FILES, CLONE_FS): the child shares the caller's fd table or fs. Then
+// clone3 runs in the caller itself (a helper's table would be shared instead), which must be
+// single-threaded (a restoring process is: a fork of criu).
+Expected<pid_t> fork_with_pid(pid_t pid, UniqueFd& pidfd, Log& log, uint64_t share_flags = 0);
 
 }  // namespace criu

@@ -238,7 +238,12 @@ static Expected<int> restore_images(const Options& opts, Log& log, const Restore
         shm.note(members[i]->pr.p.mm);
         live.push_back(tree[i].pid());
     }
-    FilesRestorer files = TRY(FilesRestorer::load(dir.fd(), live, log));
+    // A process using its parent's fd table has no fdinfo image: the table is dumped once.
+    std::vector<pid_t> table_owners;
+    for (size_t i = 0; i < tree.size(); i++)
+        if (!tree[i].zombie() && !tree[i].shares_files_with_parent())
+            table_owners.push_back(tree[i].pid());
+    FilesRestorer files = TRY(FilesRestorer::load(dir.fd(), table_owners, log));
     shm.memfd_object = [&](uint64_t dev, uint64_t ino) { return files.memfd_for(dev, ino, log); };
     uint64_t pages_total = 0;
     for (auto& m : members)
@@ -274,12 +279,22 @@ static Expected<int> restore_images(const Options& opts, Log& log, const Restore
         TRY_VOID(wait_pid_free(h, "pid", log));
     const uint64_t t_wait_us = us_since(t_wait);
 
+    // Mapped before criu's own ranges are read: the blob areas must not land on it.
+    std::optional<SharedFdTables> fd_tables;
+    if (std::any_of(tplan.procs.begin(), tplan.procs.end(), [](const auto& fp) { return !fp.files_users.empty(); })) {
+        size_t max_slots = 0;
+        for (auto& m : members)
+            if (m)
+                max_slots = std::max(max_slots, 2 + m->pr.pages.sources.size() + m->pr.files.fds.size());
+        fd_tables.emplace(TRY(SharedFdTables::create(tree.size(), max_slots)));
+    }
     auto own = TRY(parse_maps_ranges(TRY(read_self_maps())));
     std::span<const uint8_t> code = restorer_blob_code();
     RestoreTree rt;
     rt.plan = &tplan;
     rt.pstree = &tree;
     rt.root_pid = pid;
+    rt.fd_tables = fd_tables ? &*fd_tables : nullptr;
     rt.children.assign(tree.size(), nullptr);
     for (size_t i = 0; i < tree.size(); i++) {
         if (!members[i])

@@ -50,28 +50,6 @@ Status set_session_and_group(const images::PstreeEntry& e, Log& log) {
     return {};
 }
 
-// Moves every service fd above `min_fd`, where installing the dumped fds cannot touch it.
-Expected<std::vector<int>> move_service_fds(const std::vector<int>& old_fds, int min_fd, int& report_fd) {
-    std::map<int, int> moved;
-    std::vector<int> out;
-    for (int fd : old_fds) {
-        auto it = moved.find(fd);
-        if (it == moved.end()) {
-            int nfd = ::fcntl(fd, F_DUPFD_CLOEXEC, min_fd);
-            if (nfd < 0)
-                return fail_errno("moving service fd {} above fd {}", fd, min_fd);
-            it = moved.emplace(fd, nfd).first;
-        }
-        out.push_back(it->second);
-    }
-    for (const auto& [from, to] : moved) {
-        if (from == report_fd)
-            report_fd = to;
-        ::close(from);
-    }
-    return out;
-}
-
 // Closes every fd above `max_target` except the service fds: nothing of criu (log file,
 // image directory, terminal copies) may leak into the restored process.
 Status close_leftovers(int max_target, std::vector<int> keep) {
@@ -87,16 +65,19 @@ Status close_leftovers(int max_target, std::vector<int> keep) {
     return {};
 }
 
-Status set_fs_and_limits(const RestoredProcessImages& p) {
+// `fs_shared`: cwd, root and umask belong to the parent's fs too, and the topmost process
+// sharing them sets them for all (a second chroot would resolve inside the first).
+Status set_fs_and_limits(const RestoredProcessImages& p, bool fs_shared) {
     const pid_t pid = p.entry.pid();
-    if (p.fs) {
+    if (p.fs && !fs_shared) {
         if (p.fs->root() != "/" && ::chroot(p.fs->root().c_str()) < 0)
             return fail_errno("pid {}: chroot {}", pid, p.fs->root());
         // cwd is as the process saw it, i.e. inside its root.
         if (::chdir(p.fs->cwd().c_str()) < 0)
             return fail_errno("pid {}: chdir {}", pid, p.fs->cwd());
     }
-    ::umask(mode_t(p.core.umask()));
+    if (!fs_shared)
+        ::umask(mode_t(p.core.umask()));
     if (::personality(p.core.personality()) < 0)
         return fail_errno("pid {}: personality {:#x}", pid, p.core.personality());
     if (p.core.child_subreaper() && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
@@ -165,15 +146,44 @@ Status prepare(const ChildPlan& plan, Log& log, int& report_fd) {
         TRY_VOID(fork_tree_part(*plan.tree, plan.tree_index, report_fd, log));
     else
         TRY_VOID(set_session_and_group(p.entry, log));
-    int max_target = plan.files ? plan.files->max_target_fd(p.entry.pid()) : 2;
-    std::vector<int> fds = TRY(move_service_fds(plan.slot_fds, std::max(max_target + 1, 3), report_fd));
-    // From here on criu's log file descriptor may be reused by a restored fd: this process
-    // logs nothing more; errors travel on the report pipe.
-    Log quiet(0);
-    if (plan.files)
-        TRY_VOID(plan.files->restore_process_fds(p.entry.pid(), *plan.opts, quiet));
-    TRY_VOID(close_leftovers(max_target, fds));
-    TRY_VOID(set_fs_and_limits(p));
+    const bool fs_shared = p.entry.shares_fs_with_parent();
+    if (fs_shared && p.fs && p.fs->root() != "/")
+        return failf(ENOTSUP, "pid {} shares cwd and root with its parent, and its root is {}: not supported (the "
+                              "chroot of the process that sets them would race with this one's path lookups)",
+                     p.entry.pid(), p.fs->root());
+    const ProcessForkPlan* fp = plan.tree ? &plan.tree->plan->procs.at(plan.tree_index) : nullptr;
+    std::vector<int> fds;
+    if (fp && fp->files_owner != plan.tree_index) {
+        // Another process of the tree installs this fd table (fd_table_share.h).
+        fds = TRY(plan.tree->fd_tables->user_wait(plan.tree_index, fp->files_owner, plan.slot_fds.size()));
+        report_fd = fds.at(BLOB_FD_REPORT);
+    } else {
+        // This table's users (if any) have forked all they fork: nobody else works in it now.
+        std::vector<const std::vector<int>*> lists{&plan.slot_fds};
+        if (fp && !fp->files_users.empty()) {
+            TRY_VOID(plan.tree->fd_tables->owner_wait_ready(plan.tree_index, fp->files_users.size()));
+            for (size_t u : fp->files_users)
+                lists.push_back(&plan.tree->children.at(u)->slot_fds);
+        }
+        int max_target = plan.files ? plan.files->max_target_fd(p.entry.pid()) : 2;
+        auto moved = TRY(move_service_fds(lists, std::max(max_target + 1, 3), report_fd));
+        // From here on criu's log file descriptor may be reused by a restored fd: this process
+        // logs nothing more; errors travel on the report pipe.
+        Log quiet(0);
+        if (plan.files)
+            TRY_VOID(plan.files->restore_process_fds(p.entry.pid(), *plan.opts, quiet));
+        std::vector<int> keep;
+        for (const auto& m : moved)
+            keep.insert(keep.end(), m.begin(), m.end());
+        TRY_VOID(close_leftovers(max_target, keep));
+        if (fp && !fp->files_users.empty()) {
+            for (size_t k = 0; k < fp->files_users.size(); ++k)
+                plan.tree->fd_tables->owner_publish(fp->files_users[k], moved[k + 1]);
+            plan.tree->fd_tables->owner_go(plan.tree_index);
+        }
+        fds = std::move(moved[0]);
+    }
+    TRY_VOID(set_fs_and_limits(p, fs_shared));
     TRY_VOID(install_blob(plan, fds));
     TRY_VOID(set_rlimits(p));
     return {};

@@ -17,6 +17,7 @@
 #include "criu/files/fd_kinds.h"
 #include "criu/ipc/sysv_ipc.h"
 #include "restore/blob_args.h"
+#include "restore/fd_table_share.h"
 #include "restore/process_images.h"
 #include "restore/tree_plan.h"
 
@@ -31,6 +32,8 @@ struct RestoreTree {
     const std::vector<images::PstreeEntry>* pstree = nullptr;
     std::vector<const ChildPlan*> children;
     pid_t root_pid = 0;
+    // The handshake of processes that share an fd table (null when none do).
+    const SharedFdTables* fd_tables = nullptr;
 };
 
 struct ChildPlan {

@@ -123,8 +123,10 @@ Status fork_step(const RestoreTree& t, const ForkStep& s, int report_fd, Log& lo
             run_stand_in(t, s, report_fd, log);
         return {};
     }
-    const pid_t pid = entry_at(t, s.child).pid();
-    pid_t r = TRY(fork_with_pid(pid, pidfd, log));
+    const auto& e = entry_at(t, s.child);
+    const pid_t pid = e.pid();
+    const uint64_t share = (e.shares_files_with_parent() ? CLONE_FILES : 0) | (e.shares_fs_with_parent() ? CLONE_FS : 0);
+    pid_t r = TRY(fork_with_pid(pid, pidfd, log, share));
     if (r == 0)
         run_member(t, s.child, report_fd, log);
     return {};

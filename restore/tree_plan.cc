@@ -64,6 +64,9 @@ Status check_entries(const std::vector<images::PstreeEntry>& t, std::map<pid_t, 
         }
         if (e.sid() == e.pid() && e.pgid() != e.pid())
             return failf(EINVAL, "{}: a session leader leads its own group, not group {}", where, e.pgid());
+        if ((e.shares_files_with_parent() || e.shares_fs_with_parent()) && (i == 0 || e.zombie()))
+            return failf(EINVAL, "{}: {} cannot share an fd table or fs with its parent", where,
+                         i == 0 ? "the root" : "a zombie");
         idx.emplace(e.pid(), i);
     }
     for (const auto& e : t) {
@@ -185,6 +188,24 @@ Expected<TreePlan> plan_tree(const std::vector<images::PstreeEntry>& t) {
             creator = nh.parent;
         }
         fp.join_after_forks = is_descendant_or_self(t, idx, creator, c);
+    }
+
+    // Fd tables: a user of its parent's table uses its owner's; it must be forked by that parent
+    // itself (clone with CLONE_FILES / CLONE_FS), not by a stand-in.
+    for (size_t c = 0; c < t.size(); ++c) {
+        plan.procs[c].files_owner = c;
+        if (c == 0)
+            continue;
+        const auto& e = t[c];
+        if ((e.shares_files_with_parent() || e.shares_fs_with_parent()) && via[c] != 0)
+            return failf(ENOTSUP, "pid {} shares its {} with its parent {} but must be born through a stand-in for "
+                                  "the dead leader {}: not supported", e.pid(),
+                         e.shares_files_with_parent() ? "fd table" : "cwd and root", e.ppid(), via[c]);
+        if (e.shares_files_with_parent()) {
+            size_t owner = plan.procs[idx.at(e.ppid())].files_owner;
+            plan.procs[c].files_owner = owner;
+            plan.procs[owner].files_users.push_back(c);
+        }
     }
 
     // The fork lists, children in pstree order; a stand-in where its first child would be.

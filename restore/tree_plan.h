@@ -51,6 +51,11 @@ struct ProcessForkPlan {
     pid_t pgid = 0;
     // Join only after forking the children: the group is created inside this process's subtree.
     bool join_after_forks = false;
+    // The fd table (fd_table_share.h): installed by the process at pstree index files_owner
+    // (its own index unless it shares its parent's); an owner lists the processes using its
+    // table besides itself.
+    size_t files_owner = 0;
+    std::vector<size_t> files_users;
 };
 
 struct TreePlan {
@@ -60,7 +65,8 @@ struct TreePlan {
 };
 
 // Checks the tree (unique pids and tids, parents before children and alive, zombies without
-// threads or children) and plans every fork; refuses, naming the pid, a tree whose sessions
+// threads or children, sharing with the parent only below the root and by live processes
+// their parent forks itself) and plans every fork; refuses, naming the pid, a tree whose sessions
 // cannot be rebuilt by forking.
 Expected<TreePlan> plan_tree(const std::vector<images::PstreeEntry>& pstree);
 

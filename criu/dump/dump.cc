@@ -154,7 +154,7 @@ Status preflight(pid_t pid, const Options& opts, Log& log, std::vector<DumpVma>*
 Status preflight_tree(pid_t root, const Options& opts, Log& log, std::vector<DumpVma>* root_vmas) {
     std::vector<TreeMember> members = TRY_CTX(list_tree(root), "pid {}", root);
     std::vector<std::string> problems;
-    std::vector<pid_t> live;
+    std::vector<TreeMember> live;
     for (const TreeMember& m : members) {
         if (m.zombie)
             continue;
@@ -168,7 +168,7 @@ Status preflight_tree(pid_t root, const Options& opts, Log& log, std::vector<Dum
             problems.push_back(st.error().message());
             continue;
         }
-        live.push_back(m.pid);
+        live.push_back(m);
     }
     for (auto& p : tree_sharing_problems(live))
         problems.push_back(std::move(p));
@@ -245,7 +245,9 @@ Status dump_process_pages(DumpContext& ctx, SeizedProcess& sp, ProcessImages& ou
 
 Status dump_process_files(DumpContext& ctx, SeizedProcess& sp, FilesDumper& files, ProcessImages& out) {
     TRY_VOID(ctx.checkpoint("fds"));
-    TRY_VOID(files.dump_process_fds(sp.pid(), ctx.opts, ctx.log, ctx.dir.fd()));
+    // A table shared with the parent is dumped once, with the topmost process using it.
+    if (!out.pstree.shares_files_with_parent())
+        TRY_VOID(files.dump_process_fds(sp.pid(), ctx.opts, ctx.log, ctx.dir.fd()));
     return dump_fs_info(sp.pid(), out.fs);
 }
 
@@ -300,10 +302,10 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     auto frozen_since = std::chrono::steady_clock::now();
     // The pre-flight saw a running tree; now that it stands still, look again at what its
     // processes share.
-    std::vector<pid_t> live;
+    std::vector<TreeMember> live;
     for (const TreeMember& m : tree->members())
         if (!m.zombie)
-            live.push_back(m.pid);
+            live.push_back(m);
     if (auto problems = tree_sharing_problems(live); !problems.empty())
         return failf(ENOTSUP, "the tree of pid {} cannot be dumped: {}", pid, fmt::join(problems, "; "));
     if (hooks.on_frozen)
@@ -367,6 +369,12 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
         mb.img.shared_dumped = &shared_dumped;
         TRY_VOID_CTX(dump_process_state(ctx, *m.sp, mb.img), "dumping pid {}", m.pid);
         mb.img.pstree.set_ppid(m.ppid);
+        ParentSharing shares = parent_sharing(m);
+        mb.img.pstree.set_shares_files_with_parent(shares.files);
+        mb.img.pstree.set_shares_fs_with_parent(shares.fs);
+        if (shares.files || shares.fs)
+            log.info("dump", "pid {} shares {}{}{} with its parent {}", m.pid, shares.files ? "its fd table" : "",
+                     shares.files && shares.fs ? " and " : "", shares.fs ? "cwd, root and umask" : "", m.ppid);
         TRY_VOID_CTX(dump_process_files(ctx, *m.sp, files, mb.img), "dumping pid {}", m.pid);
         TRY_VOID(join_pages());
         // Nothing runs in this process any more: collect its dirty pages now (or arm tracking

@@ -87,19 +87,42 @@ Expected<std::vector<TreeMember>> list_tree(pid_t root) {
     return out;
 }
 
-std::vector<std::string> tree_sharing_problems(const std::vector<pid_t>& pids) {
+namespace {
+
+bool kcmp_same(pid_t a, pid_t b, int type) { return ::syscall(SYS_kcmp, a, b, type, 0, 0) == 0; }
+
+}  // namespace
+
+ParentSharing parent_sharing(const TreeMember& m) {
+    if (m.ppid <= 0 || m.zombie)
+        return {};
+    return ParentSharing{kcmp_same(m.pid, m.ppid, KCMP_FILES), kcmp_same(m.pid, m.ppid, KCMP_FS)};
+}
+
+std::vector<std::string> tree_sharing_problems(const std::vector<TreeMember>& live) {
     struct Kind {
         int type;
         const char* what;
+        bool with_parent_ok;  // restorable when each sharer but the topmost shares with its parent
     };
     static constexpr Kind kKinds[] = {
         {KCMP_VM, "share one address space (clone(CLONE_VM) without CLONE_THREAD, or a vfork child that has "
-                  "not yet called exec): not supported"},
-        {KCMP_FILES, "share one fd table (clone(CLONE_FILES)): not supported"},
-        {KCMP_FS, "share cwd, root and umask (clone(CLONE_FS)): not supported"},
+                  "not yet called exec): not supported", false},
+        {KCMP_FILES, "share one fd table (clone(CLONE_FILES))", true},
+        {KCMP_FS, "share cwd, root and umask (clone(CLONE_FS))", true},
     };
+    std::vector<pid_t> pids;
+    std::map<pid_t, pid_t> parent;
+    for (const TreeMember& m : live) {
+        pids.push_back(m.pid);
+        parent[m.pid] = m.ppid;
+    }
     std::vector<std::string> problems;
     for (const Kind& k : kKinds) {
+        // The root's parent is outside the tree: what the root shares with it cannot come back.
+        if (k.with_parent_ok && !live.empty() && live[0].ppid > 0 && kcmp_same(live[0].pid, live[0].ppid, k.type))
+            problems.push_back(fmt::format("the root {} and its parent {} (outside the dump) {}: not supported",
+                                           live[0].pid, live[0].ppid, k.what));
         // One class per object: the first pid seen with it, and every pid that shares it.
         std::vector<std::vector<pid_t>> classes;
         for (pid_t p : pids) {
@@ -114,9 +137,22 @@ std::vector<std::string> tree_sharing_problems(const std::vector<pid_t>& pids) {
             if (!placed)
                 classes.push_back({p});
         }
-        for (const auto& c : classes)
-            if (c.size() > 1)
+        for (const auto& c : classes) {
+            if (c.size() < 2)
+                continue;
+            if (!k.with_parent_ok) {
                 problems.push_back(fmt::format("pids {} {}", fmt::join(c, ", "), k.what));
+                continue;
+            }
+            // The topmost sharer (parents come first) forks the others, or their parents do.
+            for (size_t i = 1; i < c.size(); ++i) {
+                pid_t pp = parent[c[i]];
+                if (std::find(c.begin(), c.end(), pp) == c.end())
+                    problems.push_back(fmt::format("pids {} {}, but pid {} does not share it with its parent {} "
+                                                   "(its sharing parent is gone): not supported",
+                                                   fmt::join(c, ", "), k.what, c[i], pp));
+            }
+        }
     }
     // Namespaces are the root's for the whole tree at restore (the IPC namespace is made once).
     static constexpr const char* kNamespaces[] = {"ipc", "mnt", "net", "pid", "uts", "user", "cgroup", "time"};

@@ -35,12 +35,21 @@ struct TreeMember {
 // the tree may still change). Live processes and zombies, parents first.
 Expected<std::vector<TreeMember>> list_tree(pid_t root);
 
-// Processes of the tree that share what this dumper cannot restore separately: an address
-// space (CLONE_VM without CLONE_THREAD, e.g. a vfork child or clone(CLONE_VM)), an fd table
-// (CLONE_FILES) or cwd/root/umask (CLONE_FS), found with kcmp (KERNEL-NOTES section 6). One
-// message per shared object, naming the pids; also processes in another namespace than the
-// root (pids[0]): the restore makes the tree's namespaces once. Empty when all is well.
-std::vector<std::string> tree_sharing_problems(const std::vector<pid_t>& pids);
+// Processes of the tree (live members, parents first, the root first) that share what this
+// dumper cannot restore, found with kcmp (KERNEL-NOTES section 6): an address space (CLONE_VM
+// without CLONE_THREAD, e.g. a vfork child or clone(CLONE_VM)); an fd table (CLONE_FILES) or
+// cwd/root/umask (CLONE_FS) unless every process sharing one, but the topmost, shares it with
+// its parent (the restore forks it with that clone flag), and never with the root's parent
+// outside the tree. One message per shared object, naming the pids; also processes in another
+// namespace than the root: the restore makes the tree's namespaces once. Empty when all is well.
+std::vector<std::string> tree_sharing_problems(const std::vector<TreeMember>& live);
+
+// What a live member shares with its parent in the tree (kcmp KCMP_FILES, KCMP_FS).
+struct ParentSharing {
+    bool files = false;
+    bool fs = false;
+};
+ParentSharing parent_sharing(const TreeMember& m);
 
 class SeizedTree {
 public:

@@ -95,24 +95,53 @@ TEST_CASE("list_tree: children, grandchildren and zombies, parents first", "[pro
     CHECK(WEXITSTATUS(z->exit_status) == 7);
 }
 
+namespace {
+
+TreeMember member(pid_t pid, pid_t ppid) {
+    TreeMember m;
+    m.pid = pid;
+    m.ppid = ppid;
+    return m;
+}
+
+}  // namespace
+
 TEST_CASE("tree_sharing_problems: an address space or fd table shared between processes", "[process_tree]") {
     std::unique_ptr<char[]> s1, s2;
-    Child plain, vm, files;
+    Child plain, vm, files, fs;
+    const TreeMember self = member(::getpid(), ::getppid());
     plain.pid = clone_pausing(0, s1);
     REQUIRE(plain.pid > 0);
-    CHECK(tree_sharing_problems({::getpid(), plain.pid}).empty());
+    CHECK(tree_sharing_problems({self, member(plain.pid, ::getpid())}).empty());
 
     vm.pid = clone_pausing(CLONE_VM, s2);
     REQUIRE(vm.pid > 0);
-    auto p = tree_sharing_problems({::getpid(), plain.pid, vm.pid});
+    auto p = tree_sharing_problems({self, member(plain.pid, ::getpid()), member(vm.pid, ::getpid())});
     REQUIRE(p.size() == 1);
     CHECK_THAT(p[0], Catch::Contains(fmt::format("pids {}, {}", ::getpid(), vm.pid)));
     CHECK_THAT(p[0], Catch::Contains("share one address space"));
 
-    std::unique_ptr<char[]> s3;
+    // An fd table or fs shared with the parent is restorable: the restore forks with the flag.
+    std::unique_ptr<char[]> s3, s4;
     files.pid = clone_pausing(CLONE_FILES, s3);
+    fs.pid = clone_pausing(CLONE_FS, s4);
     REQUIRE(files.pid > 0);
-    p = tree_sharing_problems({::getpid(), files.pid});
+    REQUIRE(fs.pid > 0);
+    const TreeMember mf = member(files.pid, ::getpid()), ms = member(fs.pid, ::getpid());
+    CHECK(tree_sharing_problems({self, mf, ms}).empty());
+    ParentSharing sf = parent_sharing(mf), ss = parent_sharing(ms), sp = parent_sharing(member(plain.pid, ::getpid()));
+    CHECK((sf.files && !sf.fs));
+    CHECK((!ss.files && ss.fs));
+    CHECK((!sp.files && !sp.fs));
+
+    // Not when the sharer's parent does not share it (here: said to be `plain`).
+    p = tree_sharing_problems({self, member(plain.pid, ::getpid()), member(files.pid, plain.pid)});
     REQUIRE(p.size() == 1);
     CHECK_THAT(p[0], Catch::Contains("share one fd table"));
+    CHECK_THAT(p[0], Catch::Contains(fmt::format("pid {} does not share it with its parent {}", files.pid, plain.pid)));
+
+    // Nor when the root shares it with its own parent, outside the dump.
+    p = tree_sharing_problems({member(files.pid, ::getpid())});
+    REQUIRE(p.size() == 1);
+    CHECK_THAT(p[0], Catch::Contains(fmt::format("the root {} and its parent {}", files.pid, ::getpid())));
 }

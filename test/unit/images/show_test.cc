@@ -96,7 +96,8 @@ TEST_CASE("show: a single file, and a broken single file is an error", "[show]")
     REQUIRE(js);
     CHECK(test::json_error(*js) == "");
     CHECK(*js == R"({"file":"pstree.img","type":"pstree","records":[{"pid":42,"ppid":0,"pgid":0,"sid":0,)"
-                 R"("threads":[42,43],"zombie":false,"exit_code":0,"comm":""}]})");
+                 R"("threads":[42,43],"zombie":false,"exit_code":0,"comm":"","shares_files_with_parent":false,)"
+                 R"("shares_fs_with_parent":false}]})");
     auto pm = show_path_json(tmp.file("pagemap-43.img"));
     REQUIRE(pm);
     CHECK(test::json_error(*pm) == "");

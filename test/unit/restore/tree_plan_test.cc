@@ -161,3 +161,33 @@ TEST_CASE("plan_tree: refuses broken trees naming the record", "[tree_plan]") {
     CHECK_THAT(refusal({proc(10, 0, 10, 10), proc(20, 10, 20, 10), proc(30, 10, 25, 25), proc(40, 20, 25, 25)}),
                Catch::Contains("different parents"));
 }
+
+TEST_CASE("plan_tree: fd tables shared down the tree are installed once, by the topmost user", "[tree_plan]") {
+    // 10 -> 11 (CLONE_FILES) -> 12 (CLONE_FILES); 10 -> 13 (CLONE_FS only); 11 -> 14 (own table).
+    auto p11 = proc(11, 10, 10, 10), p12 = proc(12, 11, 10, 10), p13 = proc(13, 10, 10, 10);
+    p11.set_shares_files_with_parent(true);
+    p12.set_shares_files_with_parent(true);
+    p13.set_shares_fs_with_parent(true);
+    auto plan = plan_tree({proc(10, 0, 10, 10), p11, p12, p13, proc(14, 11, 10, 10)});
+    REQUIRE(plan);
+    CHECK(plan->procs[0].files_owner == 0);
+    CHECK(plan->procs[0].files_users == std::vector<size_t>{1, 2});
+    CHECK(plan->procs[1].files_owner == 0);
+    CHECK(plan->procs[2].files_owner == 0);
+    CHECK(plan->procs[3].files_owner == 3);
+    CHECK(plan->procs[4].files_owner == 4);
+    CHECK(plan->procs[1].files_users.empty());
+}
+
+TEST_CASE("plan_tree: refuses sharing that cannot be forked", "[tree_plan]") {
+    auto root = proc(10, 0, 10, 10);
+    root.set_shares_files_with_parent(true);
+    CHECK_THAT(refusal({root}), Catch::Contains("the root cannot share"));
+    auto z = zombie(11, 10, 10, 10, 0);
+    z.set_shares_fs_with_parent(true);
+    CHECK_THAT(refusal({proc(10, 0, 10, 10), z}), Catch::Contains("a zombie cannot share"));
+    // 12's session leader 11 is gone: 12 is born through a stand-in, not forked by 10 itself.
+    auto orphan = proc(12, 10, 12, 11);
+    orphan.set_shares_files_with_parent(true);
+    CHECK_THAT(refusal({proc(10, 0, 10, 10), orphan}), Catch::Contains("stand-in"));
+}
