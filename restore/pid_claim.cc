@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -18,6 +19,7 @@ namespace criu {
 namespace {
 
 constexpr std::chrono::milliseconds kPoll{10};
+constexpr unsigned long kPfExiting = 0x4;  // PF_EXITING, include/linux/sched.h
 
 }  // namespace
 
@@ -54,6 +56,25 @@ PidHolder find_pid_holder(pid_t pid) {
             ls >> h.ppid;
     }
     h.exiting = h.state == 'Z' || h.state == 'X';
+    if (!h.exiting) {
+        // A process SIGKILLed a moment ago (the end of `criu dump`, which does not wait for
+        // it) still shows R or D while the kernel frees its memory: PF_EXITING in the flags
+        // of /proc/PID/stat (the 9th field, after the parenthesised comm) says it is on its
+        // way out.
+        std::ifstream st(fmt::format("/proc/{}/stat", pid));
+        std::string line;
+        std::getline(st, line);
+        size_t close = line.rfind(')');
+        if (close != std::string::npos) {
+            std::istringstream rest(line.substr(close + 1));
+            std::string field;
+            unsigned long flags = 0;
+            for (int i = 3; i <= 9 && rest >> field; ++i)
+                if (i == 9)
+                    flags = std::strtoul(field.c_str(), nullptr, 10);
+            h.exiting = flags & kPfExiting;
+        }
+    }
     return h;
 }
 

@@ -71,7 +71,9 @@ int cmd_dump(const Options& opts, bool pre) {
     Log log(opts.verbosity);
     open_log(log, opts, pre ? "pre-dump.log" : "dump.log");
     log.info("cli", "criu {} -t {} -D {}", what, opts.pid, opts.images_dir);
-    auto r = pre ? run_pre_dump(opts, log) : opts.pre_copy ? run_pre_copy_dump(opts, log) : run_dump(opts, log);
+    Options o = opts;
+    o.reap_killed = false;  // criu exits right after: see Options::reap_killed
+    auto r = pre ? run_pre_dump(o, log) : o.pre_copy ? run_pre_copy_dump(o, log) : run_dump(o, log);
     if (!r)
         return report(log, what, r.error());
     return 0;

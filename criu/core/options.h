@@ -36,6 +36,10 @@ struct Options {
     bool dry_run = false;
     std::string stats_json;           // --stats-json FILE
     bool progress = true;             // shown only when stderr is a terminal
+    // Not an option: whether a dump waits for the processes it killed to exit. The CLI exits
+    // right after the dump and leaves it to the kernel (SeizedProcess::kill); a caller that
+    // goes on (tests, the migration source) waits, as it may restore the same pids next.
+    bool reap_killed = true;
 };
 
 }  // namespace criu

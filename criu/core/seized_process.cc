@@ -108,10 +108,16 @@ Status SeizedProcess::resume() {
     return first;
 }
 
-Status SeizedProcess::kill() {
+Status SeizedProcess::kill(bool reap) {
     done_ = true;
     if (::kill(pid_, SIGKILL) < 0 && errno != ESRCH)
         return fail_errno("cannot SIGKILL pid {}", pid_);
+    if (!reap) {
+        for (auto& t : threads_)
+            t->forget_after_kill();
+        log_.info("seize", "pid {}: killed (its exit is not waited for)", pid_);
+        return {};
+    }
     // The leader's exit is reported only after every other thread is gone: reap those first.
     // When we are also the real parent (tests, or a future tree dumper killing its own
     // children) the leader's zombie is left for the parent's waitpid.

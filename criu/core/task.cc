@@ -394,6 +394,12 @@ Status Task::detach() {
     return {};
 }
 
+void Task::forget_after_kill() {
+    alive_ = false;
+    attached_ = false;
+    stopped_ = false;
+}
+
 void Task::reap_after_kill(bool leave_zombie) {
     while (alive_ && attached_) {
         if (leave_zombie) {

@@ -116,6 +116,9 @@ public:
     // more is done with it. `leave_zombie` (for a leader whose real parent is the caller) only
     // observes the exit (WNOWAIT), so that the parent's own waitpid still gets the status.
     void reap_after_kill(bool leave_zombie);
+    // After the caller killed the process and is about to exit: nothing more is done with this
+    // thread (no wait, no detach). The kernel detaches a tracer's tracees when it exits.
+    void forget_after_kill();
 
     // The error for a failed ptrace/wait call: ESRCH becomes "tid N of pid P exited".
     Error ptrace_error(const char* what, int err) const;

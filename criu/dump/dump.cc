@@ -419,11 +419,13 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
         TRY_VOID_CTX(tree->resume(), "resuming the tree of pid {} after the dump", pid);
         ctx.stats.set_frozen_time_us(micros_since(frozen_since));
     } else {
-        TRY_VOID_CTX(tree->kill([&] {
-                         ctx.stats.set_frozen_time_us(micros_since(frozen_since));
-                         if (hooks.on_killed)
-                             hooks.on_killed();
-                     }),
+        TRY_VOID_CTX(tree->kill(
+                         [&] {
+                             ctx.stats.set_frozen_time_us(micros_since(frozen_since));
+                             if (hooks.on_killed)
+                                 hooks.on_killed();
+                         },
+                         opts.reap_killed),
                      "killing the tree of pid {} after the dump", pid);
         // Only now: had the kill failed, the tree would run on and get its connections back.
         TRY_VOID(files.release_tcp(true, log));

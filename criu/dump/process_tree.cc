@@ -272,7 +272,7 @@ Status SeizedTree::resume() {
     return first;
 }
 
-Status SeizedTree::kill(const std::function<void()>& signalled) {
+Status SeizedTree::kill(const std::function<void()>& signalled, bool reap) {
     // Every SIGKILL first: the processes tear their memory down in parallel (~20 ms for 50 MiB
     // each here) instead of one after the other while we wait for each exit. They are all
     // still stopped by ptrace, so none runs in between.
@@ -282,7 +282,7 @@ Status SeizedTree::kill(const std::function<void()>& signalled) {
         signalled();
     Status first;
     for (size_t i = procs_.size(); i-- > 0;) {
-        auto r = procs_[i]->kill();
+        auto r = procs_[i]->kill(reap);
         if (!r && first)
             first = std::move(r);
     }

@@ -73,8 +73,8 @@ public:
     Status resume();
     // SIGKILLs every process at once, calls `signalled` (from then on no process can run
     // again: the dump's frozen interval ends there), then collects the exits (a 1 GiB process
-    // takes ~60-260 ms to tear its memory down).
-    Status kill(const std::function<void()>& signalled = {});
+    // takes ~60-260 ms to tear its memory down) unless `reap` is false (see SeizedProcess::kill).
+    Status kill(const std::function<void()>& signalled = {}, bool reap = true);
 
 private:
     explicit SeizedTree(Log& log) : log_(log) {}
