@@ -13,6 +13,8 @@
 
 #include <zstd.h>
 
+#include "images/zstd_stored.h"
+
 namespace criu {
 namespace {
 
@@ -44,15 +46,43 @@ struct Job {
     bool done = false;
 };
 
+// Whether `len` bytes look incompressible: a sample of four 4 KiB pieces spread over the
+// frame compresses by less than 3%. Random or already compressed pages then skip zstd, which
+// would spend about as long as on compressible data only to store them as they are.
+constexpr size_t kSamplePiece = 4096;
+constexpr int kSamplePieces = 4;
+
+bool looks_incompressible(ZSTD_CCtx* cctx, int level, const char* src, size_t len, std::vector<char>& scratch) {
+    if (len < 8 * kSamplePiece)
+        return false;
+    char sample[kSamplePieces * kSamplePiece];
+    size_t stride = (len - kSamplePiece) / (kSamplePieces - 1) / kPageSize * kPageSize;
+    for (int i = 0; i < kSamplePieces; ++i)
+        std::memcpy(sample + i * kSamplePiece, src + i * stride, kSamplePiece);
+    scratch.resize(ZSTD_compressBound(sizeof(sample)));
+    size_t n = ZSTD_compressCCtx(cctx, scratch.data(), scratch.size(), sample, sizeof(sample), level);
+    return !ZSTD_isError(n) && n * 100 >= sizeof(sample) * 97;
+}
+
 Expected<size_t> compress_frame(ZSTD_CCtx* cctx, int level, const void* src, size_t len, std::vector<char>& out) {
+    if (looks_incompressible(cctx, level, static_cast<const char*>(src), len, out)) {
+        zstd_stored_frame(src, len, out);
+        return out.size();
+    }
     // Every frame carries zstd's content checksum (4 bytes): without it a damaged frame can
     // decode to other bytes of the right size, which a restore would map without noticing.
     out.resize(ZSTD_compressBound(len) + 4);
+    ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
     ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
     ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
     size_t n = ZSTD_compress2(cctx, out.data(), out.size(), src, len);
     if (ZSTD_isError(n))
         return failf(EIO, "zstd compression failed: {}", ZSTD_getErrorName(n));
+    // zstd stores what it cannot shrink too, with a little more framing than a stored frame.
+    if (n > len + zstd_stored_overhead(len)) {
+        zstd_stored_frame(src, len, out);
+        return out.size();
+    }
     out.resize(n);
     return n;
 }
