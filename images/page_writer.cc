@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -34,13 +35,31 @@ struct CctxDeleter {
 };
 using Cctx = std::unique_ptr<ZSTD_CCtx, CctxDeleter>;
 
+// A reusable byte buffer that, unlike std::vector::resize, does not zero what it grows into:
+// zeroing a 1 MiB frame buffer before each frame (twice) cost more than compressing text.
+struct ByteBuf {
+    std::unique_ptr<char[]> p;
+    size_t cap = 0;
+    size_t len = 0;
+    // Room for n bytes; the old content is not kept.
+    char* room(size_t n) {
+        if (n > cap) {
+            p.reset(new char[n]);  // default-initialized: not zeroed
+            cap = n;
+        }
+        return p.get();
+    }
+    const char* data() const { return p.get(); }
+    size_t size() const { return len; }
+};
+
 // One frame to compress; filled by a worker, consumed in order by the writer.
 struct Job {
     uint64_t vaddr = 0;
     uint32_t nr_pages = 0;
     uint32_t flags = 0;
-    std::vector<char> in;
-    std::vector<char> out;
+    ByteBuf in;
+    ByteBuf out;
     std::string error;
     bool plain = false;  // a zero/parent entry queued behind frames: nothing to compress
     bool done = false;
@@ -52,38 +71,40 @@ struct Job {
 constexpr size_t kSamplePiece = 4096;
 constexpr int kSamplePieces = 4;
 
-bool looks_incompressible(ZSTD_CCtx* cctx, int level, const char* src, size_t len, std::vector<char>& scratch) {
+bool looks_incompressible(ZSTD_CCtx* cctx, int level, const char* src, size_t len, ByteBuf& scratch) {
     if (len < 8 * kSamplePiece)
         return false;
     char sample[kSamplePieces * kSamplePiece];
     size_t stride = (len - kSamplePiece) / (kSamplePieces - 1) / kPageSize * kPageSize;
     for (int i = 0; i < kSamplePieces; ++i)
         std::memcpy(sample + i * kSamplePiece, src + i * stride, kSamplePiece);
-    scratch.resize(ZSTD_compressBound(sizeof(sample)));
-    size_t n = ZSTD_compressCCtx(cctx, scratch.data(), scratch.size(), sample, sizeof(sample), level);
+    size_t cap = ZSTD_compressBound(sizeof(sample));
+    size_t n = ZSTD_compressCCtx(cctx, scratch.room(cap), cap, sample, sizeof(sample), level);
     return !ZSTD_isError(n) && n * 100 >= sizeof(sample) * 97;
 }
 
-Expected<size_t> compress_frame(ZSTD_CCtx* cctx, int level, const void* src, size_t len, std::vector<char>& out) {
-    if (looks_incompressible(cctx, level, static_cast<const char*>(src), len, out)) {
-        zstd_stored_frame(src, len, out);
-        return out.size();
-    }
+size_t store_frame(const void* src, size_t len, ByteBuf& out) {
+    out.len = zstd_stored_frame(src, len, out.room(len + zstd_stored_overhead(len)));
+    return out.len;
+}
+
+Expected<size_t> compress_frame(ZSTD_CCtx* cctx, int level, const void* src, size_t len, ByteBuf& out) {
+    if (looks_incompressible(cctx, level, static_cast<const char*>(src), len, out))
+        return store_frame(src, len, out);
     // Every frame carries zstd's content checksum (4 bytes): without it a damaged frame can
     // decode to other bytes of the right size, which a restore would map without noticing.
-    out.resize(ZSTD_compressBound(len) + 4);
+    size_t cap = ZSTD_compressBound(len) + 4;
+    char* dst = out.room(cap);
     ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
     ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
     ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
-    size_t n = ZSTD_compress2(cctx, out.data(), out.size(), src, len);
+    size_t n = ZSTD_compress2(cctx, dst, cap, src, len);
     if (ZSTD_isError(n))
         return failf(EIO, "zstd compression failed: {}", ZSTD_getErrorName(n));
     // zstd stores what it cannot shrink too, with a little more framing than a stored frame.
-    if (n > len + zstd_stored_overhead(len)) {
-        zstd_stored_frame(src, len, out);
-        return out.size();
-    }
-    out.resize(n);
+    if (n > len + zstd_stored_overhead(len))
+        return store_frame(src, len, out);
+    out.len = n;
     return n;
 }
 
@@ -106,7 +127,7 @@ struct PageWriter::Impl {
     bool failed = false;       // a write failed: the file is unusable, refuse more
 
     Cctx cctx;                 // inline compression
-    std::vector<char> zbuf;
+    ByteBuf zbuf;
 
     // Worker pool (zstd with threads > 0).
     std::mutex mu;
@@ -409,7 +430,8 @@ Status PageWriter::add_pages(uint64_t vaddr, const void* data, size_t nr_pages, 
             job->vaddr = vaddr;
             job->nr_pages = n;
             job->flags = flags;
-            job->in.assign(p, p + len);
+            std::memcpy(job->in.room(len), p, len);
+            job->in.len = len;
             {
                 std::lock_guard lk(im.mu);
                 im.pending.push_back(job);

@@ -84,9 +84,8 @@ size_t zstd_stored_overhead(size_t len) {
     return kHeaderBytes + blocks * kBlockHeaderBytes + kChecksumBytes;
 }
 
-void zstd_stored_frame(const void* src, size_t len, std::vector<char>& out) {
-    out.resize(len + zstd_stored_overhead(len));
-    char* o = out.data();
+size_t zstd_stored_frame(const void* src, size_t len, char* dst) {
+    char* o = dst;
     put_le(o, kZstdMagic, 4);
     o[4] = char(kDescriptor);
     put_le(o + 5, uint64_t(len), 4);
@@ -104,6 +103,7 @@ void zstd_stored_frame(const void* src, size_t len, std::vector<char>& out) {
         left -= n;
     } while (left > 0);
     put_le(o, xxh64(src, len) & 0xffffffffu, 4);
+    return size_t(o + kChecksumBytes - dst);
 }
 
 }  // namespace criu

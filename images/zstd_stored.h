@@ -7,16 +7,16 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 namespace criu {
 
 // XXH64 (the hash zstd's content checksum uses: its low 32 bits).
 uint64_t xxh64(const void* data, size_t len, uint64_t seed = 0);
 
-// Replaces `out` with one zstd frame holding `len` bytes of `src` in raw blocks, with the
-// frame content size and the content checksum. `len` must be below 4 GiB.
-void zstd_stored_frame(const void* src, size_t len, std::vector<char>& out);
+// Writes to `dst` (room for len + zstd_stored_overhead(len) bytes) one zstd frame holding
+// `len` bytes of `src` in raw blocks, with the frame content size and the content checksum;
+// returns its size. `len` must be below 4 GiB.
+size_t zstd_stored_frame(const void* src, size_t len, char* dst);
 
 // Bytes zstd_stored_frame adds to `len` bytes of content.
 size_t zstd_stored_overhead(size_t len);
