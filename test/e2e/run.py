@@ -255,10 +255,13 @@ def show_logs(tmp):
 
 
 def pid_alive(pid):
+    """Whether `pid` can still run: not a zombie, and not on its way out (PF_EXITING, 0x4 in
+    the flags of /proc/PID/stat: criu dump SIGKILLs the tree and exits without waiting while
+    the kernel frees the processes' memory)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0] not in ("Z", "X") and not int(fields[6]) & 0x4
     except FileNotFoundError:
         return False
 
