@@ -60,22 +60,6 @@ Addr from_sockaddr(const sockaddr_storage& ss) {
     return a;
 }
 
-std::pair<sockaddr_storage, socklen_t> to_sockaddr(int family, const std::string& ip, uint32_t port) {
-    sockaddr_storage ss{};
-    if (family == AF_INET) {
-        auto& s = reinterpret_cast<sockaddr_in&>(ss);
-        s.sin_family = AF_INET;
-        s.sin_port = htons(static_cast<uint16_t>(port));
-        std::memcpy(&s.sin_addr, ip.data(), 4);
-        return {ss, sizeof(sockaddr_in)};
-    }
-    auto& s = reinterpret_cast<sockaddr_in6&>(ss);
-    s.sin6_family = AF_INET6;
-    s.sin6_port = htons(static_cast<uint16_t>(port));
-    std::memcpy(&s.sin6_addr, ip.data(), 16);
-    return {ss, sizeof(sockaddr_in6)};
-}
-
 std::string addr_str(int family, const std::string& ip, uint32_t port) {
     char buf[INET6_ADDRSTRLEN] = "?";
     if (ip.size() == (family == AF_INET ? 4u : 16u))

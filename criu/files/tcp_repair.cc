@@ -127,22 +127,6 @@ Status dump_state(int fd, images::TcpRepair& out) {
     return {};
 }
 
-std::pair<sockaddr_storage, socklen_t> to_sockaddr(int family, const std::string& ip, uint32_t port) {
-    sockaddr_storage ss{};
-    if (family == AF_INET) {
-        auto& s = reinterpret_cast<sockaddr_in&>(ss);
-        s.sin_family = AF_INET;
-        s.sin_port = htons(static_cast<uint16_t>(port));
-        std::memcpy(&s.sin_addr, ip.data(), 4);
-        return {ss, sizeof(sockaddr_in)};
-    }
-    auto& s = reinterpret_cast<sockaddr_in6&>(ss);
-    s.sin6_family = AF_INET6;
-    s.sin6_port = htons(static_cast<uint16_t>(port));
-    std::memcpy(&s.sin6_addr, ip.data(), 16);
-    return {ss, sizeof(sockaddr_in6)};
-}
-
 // Queue data goes in with send(); in repair mode each call takes what fits one skb.
 Status send_all(int fd, const char* data, size_t len, const char* what) {
     size_t off = 0;
@@ -166,6 +150,22 @@ Status send_all(int fd, const char* data, size_t len, const char* what) {
 }
 
 }  // namespace
+
+std::pair<sockaddr_storage, socklen_t> to_sockaddr(int family, const std::string& ip, uint32_t port) {
+    sockaddr_storage ss{};
+    if (family == AF_INET) {
+        auto& s = reinterpret_cast<sockaddr_in&>(ss);
+        s.sin_family = AF_INET;
+        s.sin_port = htons(static_cast<uint16_t>(port));
+        std::memcpy(&s.sin_addr, ip.data(), 4);
+        return {ss, sizeof(sockaddr_in)};
+    }
+    auto& s = reinterpret_cast<sockaddr_in6&>(ss);
+    s.sin6_family = AF_INET6;
+    s.sin6_port = htons(static_cast<uint16_t>(port));
+    std::memcpy(&s.sin6_addr, ip.data(), 16);
+    return {ss, sizeof(sockaddr_in6)};
+}
 
 Status tcp_set_repair(int fd, int mode) { return set_int(fd, SOL_TCP, TCP_REPAIR, mode, "TCP_REPAIR"); }
 

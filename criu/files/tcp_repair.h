@@ -4,7 +4,11 @@
 // blocked by the network lock (net_lock.h) from before the first call until after the last.
 #pragma once
 
+#include <sys/socket.h>
+
+#include <cstdint>
 #include <string>
+#include <utility>
 
 #include "criu/core/error.h"
 #include "proto/files.pb.h"
@@ -13,6 +17,10 @@ namespace criu {
 
 // TCP_REPAIR on (1), off (0). Turning it off resets SO_REUSEADDR (the kernel's sk_reuse), which
 // the caller puts back.
+// A sockaddr_in or sockaddr_in6 for an address as the images hold it (4 or 16 bytes, network
+// order) and a port in host order.
+std::pair<sockaddr_storage, socklen_t> to_sockaddr(int family, const std::string& ip, uint32_t port);
+
 Status tcp_set_repair(int fd, int mode);
 
 // Reads the connection of `fd`, which must be ESTABLISHED and in repair mode: sequence numbers,

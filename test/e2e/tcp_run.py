@@ -30,12 +30,11 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import Failure, pid_alive, reap  # noqa: E402  (the e2e runner's own, same semantics)
+
 PR_SET_CHILD_SUBREAPER = 36
 PROGRESS = 512 << 10  # bytes both ways that prove the stream moves
-
-
-class Failure(Exception):
-    pass
 
 
 def log(msg):
@@ -74,27 +73,6 @@ def wait_line(path, prefix, proc, timeout=60):
             raise Failure(f"exited with {proc.returncode} before '{prefix}': {read_text(path)}")
 
     return wait_for(f"'{prefix}' from {path}", check, timeout, alive)
-
-
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-
-
-def reap(pid, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            got, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return None
-        if got == pid:
-            return status
-        time.sleep(0.01)
-    raise Failure(f"pid {pid} did not exit within {timeout} s")
 
 
 def lock_tables(pid):
@@ -242,7 +220,7 @@ class Runner:
 
     def dump_and_restore(self):
         img, _ = self.dump(False, ["--tcp-established"])
-        status = reap(self.pid)
+        status = reap(self.pid, 30)
         if status is None or not os.WIFSIGNALED(status):
             raise Failure(f"after the dump the workload was not killed (status {status})")
         self.check_peer_alive()
