@@ -171,18 +171,26 @@ void write_stats(const Options& opts, const std::vector<Served>& served, uint64_
 
 }  // namespace
 
-// The tracker owes exactly the pages the images hold in the lazy ranges (not the zero ones).
-LazyTracker lazy_tracker_for(const PageReader& reader, const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
-    LazyTracker t;
+std::vector<std::pair<uint64_t, uint64_t>> image_pages_in(const PageReader& reader,
+                                                          const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+    std::vector<std::pair<uint64_t, uint64_t>> out;
     for (const auto& e : reader.entries()) {
         if (e.zero())
             continue;
         for (const auto& [s, en] : ranges) {
             uint64_t a = std::max(s, e.vaddr), b = std::min(en, e.end());
             if (a < b)
-                t.add(a, b);
+                out.emplace_back(a, b);
         }
     }
+    return out;
+}
+
+// The tracker owes exactly the pages the images hold in the lazy ranges (not the zero ones).
+LazyTracker lazy_tracker_for(const PageReader& reader, const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+    LazyTracker t;
+    for (const auto& [a, b] : image_pages_in(reader, ranges))
+        t.add(a, b);
     return t;
 }
 

@@ -32,6 +32,10 @@ class PageReader;
 // What post-copy owes a process: exactly the pages its images hold (data, or the parent
 // chain's) inside its lazy ranges; zero pages are not tracked (a fault there gets the zero page).
 LazyTracker lazy_tracker_for(const PageReader& reader, const std::vector<std::pair<uint64_t, uint64_t>>& ranges);
+// The parts of `ranges` (sorted, disjoint) where the images hold data pages (not zero ones), in
+// address order: what a lazy restore owes from the images.
+std::vector<std::pair<uint64_t, uint64_t>> image_pages_in(const PageReader& reader,
+                                                          const std::vector<std::pair<uint64_t, uint64_t>>& ranges);
 
 // `criu lazy-pages`: returns the exit code.
 Expected<int> run_lazy_pages(const Options& opts, Log& log);

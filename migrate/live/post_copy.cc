@@ -8,6 +8,7 @@
 
 #include "criu/core/proc_parse.h"
 #include "migrate/cache/byte_io.h"
+#include "restore/lazy_pages.h"
 
 namespace criu {
 
@@ -181,16 +182,7 @@ Status PostCopyLink::wait_commit(int timeout_ms) {
 
 Expected<LazyTracker> post_copy_tracker(const PageReader& reader, const RangeList& ranges, const RangeList& remote,
                                         int64_t id) {
-    RangeList owed;
-    for (const auto& e : reader.entries()) {
-        if (e.zero())
-            continue;
-        for (const auto& [s, en] : ranges) {
-            uint64_t a = std::max(s, e.vaddr), b = std::min(en, e.end());
-            if (a < b)
-                owed.emplace_back(a, b);
-        }
-    }
+    RangeList owed = image_pages_in(reader, ranges);
     for (const auto& [s, en] : remote) {
         // Every remote page must lie in lazily restored memory: elsewhere the restore would have
         // mapped the zero the pagemap records.
