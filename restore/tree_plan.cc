@@ -49,8 +49,14 @@ Status check_entries(const std::vector<images::PstreeEntry>& t, std::map<pid_t, 
         for (int32_t tid : e.threads())
             if (tid <= 0 || !tids.insert(tid).second)
                 return failf(EINVAL, "{}: tid {} is invalid or used twice in the tree", where, tid);
-        if (e.sid() <= 0 || e.pgid() <= 0)
+        if (e.sid() < 0 || e.pgid() < 0)
             return failf(EINVAL, "{}: session {} / group {} are not valid ids", where, e.sid(), e.pgid());
+        // 0: the leader is outside the dumper's pid namespace (the kernel shows no id for it), as
+        // when criu runs in a container entered from outside. That can only be the root's own
+        // session or group, which the tree leaves to criu's; another one could not be told apart.
+        if ((e.sid() == 0 && t[0].sid() != 0) || (e.pgid() == 0 && t[0].pgid() != 0))
+            return failf(ENOTSUP, "{}: its session or group leader is outside the dumper's pid namespace (shown as "
+                                  "0) but the root's is not: not supported", where);
         if (e.zombie()) {
             int st = e.exit_code();
             bool exited = WIFEXITED(st) && (st & ~0xff00) == 0;
@@ -120,10 +126,9 @@ Expected<TreePlan> plan_tree(const std::vector<images::PstreeEntry>& t) {
         const size_t p = idx.at(e.ppid());
         const auto& pe = t[p];
         const bool parent_leads = pe.sid() == pe.pid();
-        const pid_t ext_sid = root_sess ? 0 : root.sid();
         // The session the parent ends up in, and the one it was born in (before its setsid).
         const pid_t parent_final = p == 0 && !root_sess ? kCriuSession : pe.sid();
-        const pid_t want = e.sid() == ext_sid && ext_sid != 0 ? kCriuSession : e.sid();
+        const pid_t want = !root_sess && e.sid() == root.sid() ? kCriuSession : e.sid();
         if (e.sid() == e.pid() || want == parent_final) {
             born_in[c] = parent_final;
         } else if (parent_leads && want == born_in[p]) {

@@ -111,6 +111,33 @@ TEST_CASE("plan_tree: a root that leads nothing keeps criu's session and group",
     CHECK(r->notes.size() == 2);
 }
 
+TEST_CASE("plan_tree: a session or group led from outside the pid namespace (shown as 0) is criu's", "[tree_plan]") {
+    // criu in a container entered from outside: the kernel shows 0 for leaders it cannot name.
+    std::vector<images::PstreeEntry> t = {
+        proc(10, 0, 0, 0),
+        proc(20, 10, 0, 0),
+        proc(30, 10, 30, 0),
+        proc(40, 10, 40, 40),
+        proc(50, 40, 40, 40),
+    };
+    auto r = plan_tree(t);
+    REQUIRE(r);
+    CHECK_FALSE(r->procs[0].setsid);
+    CHECK(r->procs[0].pgid == -1);
+    CHECK(r->procs[1].pgid == -1);
+    CHECK(r->procs[2].pgid == 30);
+    CHECK(r->procs[3].setsid);
+    CHECK(r->procs[4].pgid == 40);
+    // The session visible, only the group outside: the same.
+    auto g = plan_tree({proc(10, 0, 0, 7), proc(20, 10, 0, 7)});
+    REQUIRE(g);
+    CHECK(g->procs[1].pgid == -1);
+    // A 0 that is not the root's cannot be told apart from any other outside leader.
+    CHECK_THAT(refusal({proc(10, 0, 10, 10), proc(20, 10, 20, 0)}), Catch::Contains("outside the dumper's pid namespace"));
+    CHECK_THAT(refusal({proc(10, 0, 10, 10), proc(20, 10, 0, 10)}), Catch::Contains("outside the dumper's pid namespace"));
+    CHECK_THAT(refusal({proc(10, 0, -1, 10)}), Catch::Contains("not valid ids"));
+}
+
 TEST_CASE("plan_tree: a dead group leader gets a stand-in that forks its members", "[tree_plan]") {
     std::vector<images::PstreeEntry> t = {
         proc(10, 0, 10, 10),
