@@ -3,12 +3,24 @@
 
   --program http   python3 -m http.server on 127.0.0.1 (a free port) serving a temp directory with a
                    known 256 KiB file; urllib fetches it before the dump and after the restore and
-                   compares it byte for byte (sha256). A listening TCP socket, no client connection at
-                   dump time.
+                   compares it byte for byte (sha256). The server speaks HTTP/1.1 (-p HTTP/1.1) and a
+                   keep-alive connection of this driver stays open across the dump and the restore
+                   (see "Kept connections" below).
   --program redis  redis-server on a unix socket with persistence off; 5000 keys written with
                    `redis-cli --pipe`, and after the restore `redis-cli` reads back every one of them
                    (GET of each key, DBSIZE), increments a counter and writes 100 new keys.
-  --program redis-tcp  the same on 127.0.0.1 (a free port) instead of a unix socket.
+  --program redis-tcp  the same on 127.0.0.1 (a free port) instead of a unix socket, the 5000 keys
+                   written over a RESP connection of this driver that stays open across the dump and
+                   the restore (see "Kept connections" below).
+
+Kept connections (http, redis-tcp; dumped and restored with --tcp-established): the driver is the
+client, outside the dumped tree, on an ordinary socket with a small receive buffer. Before the dump
+it sends requests whose replies (5000 GETs, or two 256 KiB responses) far exceed what that buffer
+holds, and does not read them: the dump finds the server's send queue full (checked in files.img).
+After the restore it reads every reply over the same socket and checks each one, then makes new
+requests on it. A reset, a lost, duplicated or reordered reply fails. With --leave-running the
+original must go on serving the connection after the dump; then a second, plain dump with new
+unread replies is the one restored.
 
 Each server is its own process tree (its own session), dumped with `criu dump -t PID`, killed
 (plain) or left running (--leave-running: it must still serve, and what it is told after the dump
@@ -18,7 +30,9 @@ A required program that is missing is a failure telling to run scripts/deps.sh (
 """
 import argparse
 import ctypes
+import base64
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -97,6 +111,119 @@ def wait_single_thread(pid, timeout=10.0):
     wait_for(f"pid {pid} back to one thread", lambda: len(os.listdir(f"/proc/{pid}/task")) == 1, timeout)
 
 
+def server_queues(server_port, client_port):
+    """(send, receive) queue bytes of the server's end of a loopback IPv4 connection, from
+    /proc/net/tcp, or None while the kernel shows no such socket."""
+    want = (f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}")
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            col = line.split()
+            if (col[1], col[2]) == want and col[3] == "01":  # 01: ESTABLISHED
+                tx, rx = col[4].split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
+def wait_send_queue_full(server_port, client_port, what, all_read):
+    """Waits until the server's send queue holds replies the client does not read (it cannot
+    empty while the client does not read: the dump finds them there) and, with `all_read`, the
+    server has read every request (redis does; http.server reads the next request only once it
+    has written the whole response before it, which may not fit the socket's send buffer)."""
+    def full():
+        q = server_queues(server_port, client_port)
+        return q is not None and q[0] > 0 and (q[1] == 0 or not all_read)
+    wait_for(f"{what}: the server's send queue filled with unread replies", full, 30)
+    tx, rx = server_queues(server_port, client_port)
+    log(f"{what}: {tx} bytes of replies in the server's send queue, {rx} bytes of requests unread")
+
+
+def dumped_connections(criu_bin, img):
+    """The established TCP connections of files.img, as (send queue, never sent, receive queue) bytes."""
+    r = subprocess.run([criu_bin, "show", os.path.join(img, "files.img")], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise Failure(f"criu show files.img: {r.stderr.strip()}")
+    found = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            t = x.get("tcp")
+            if isinstance(t, dict):
+                found.append((len(base64.b64decode(t.get("send_queue", ""))), int(t.get("unsent", 0)),
+                              len(base64.b64decode(t.get("recv_queue", "")))))
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(json.loads(r.stdout))
+    return found
+
+
+def check_dumped_connection(criu_bin, img):
+    conns = dumped_connections(criu_bin, img)
+    if len(conns) != 1:
+        raise Failure(f"{img}: expected one established TCP connection in files.img, found {len(conns)}")
+    sendq, unsent, recvq = conns[0]
+    log(f"{os.path.basename(img)}: the kept connection was dumped with {sendq} bytes to send ({unsent} never sent) "
+        f"and {recvq} to read")
+    if sendq == 0:
+        raise Failure(f"{img}: the kept connection's send queue was empty at the dump: the test proves little")
+
+
+def remove_lock_tables(pid):
+    """Removes the network lock tables a failed run left (criu_tcp_<pid>_*, named by the dump)."""
+    r = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=30)
+    for line in r.stdout.splitlines():
+        name = line.split()[-1] if line.split() else ""
+        if name.startswith(f"criu_tcp_{pid}_"):
+            log(f"removing the network lock table {name} left behind")
+            subprocess.run(["nft", "delete", "table", "inet", name], capture_output=True, timeout=30)
+
+
+class SockReader:
+    """A client socket read through its own buffer; every read waits at most 30 s."""
+
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # A small receive buffer: replies the driver does not read pile up in the server's send queue.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        self.sock.settimeout(30)
+        self.sock.connect(("127.0.0.1", port))
+        self.port = self.sock.getsockname()[1]
+        self.buf = bytearray()
+
+    def fill(self):
+        try:
+            chunk = self.sock.recv(262144)
+        except socket.timeout:
+            raise Failure("the kept connection: no reply within 30 s") from None
+        except ConnectionError as e:
+            raise Failure(f"the kept connection (local port {self.port}) broke: {e}") from None
+        if not chunk:
+            raise Failure(f"the kept connection (local port {self.port}) was closed by the server")
+        self.buf += chunk
+
+    def line(self):
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                out = bytes(self.buf[:i])
+                del self.buf[:i + 2]
+                return out
+            self.fill()
+
+    def exactly(self, n):
+        while len(self.buf) < n:
+            self.fill()
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def close(self):
+        self.sock.close()
+
+
 class Criu:
     def __init__(self, binary, img):
         self.binary = binary
@@ -112,15 +239,19 @@ class Criu:
             raise Failure(f"{what} failed with {r.returncode}: " + "\n".join(errors))
         log(f"{what}: {time.monotonic() - t0:.2f} s")
 
-    def dump(self, pid, leave_running):
+    def dump(self, pid, leave_running, tcp):
         args = ["dump", "-t", str(pid), "-D", self.img, "-o", "dump.log", "-v4", "--no-progress"]
         if leave_running:
             args.append("--leave-running")
+        if tcp:
+            args.append("--tcp-established")
         self.run(args, f"criu {' '.join(args)}")
 
-    def restore(self, tmp):
+    def restore(self, tmp, tcp):
         pidfile = os.path.join(tmp, "restored.pid")
         args = ["restore", "-D", self.img, "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile, "--no-progress"]
+        if tcp:
+            args.append("--tcp-established")
         self.run(args, f"criu {' '.join(args)}")
         with open(pidfile) as f:
             return int(f.read())
@@ -152,10 +283,11 @@ class HttpServer:
         self.www = www
         # No proxy, whatever the environment says: the server is on loopback.
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self.conn = None
 
     def start(self):
         return start([self.python, "-m", "http.server", "--bind", "127.0.0.1", "--directory", self.www,
-                      str(self.port)], self.tmp, "http.log")
+                      "--protocol", "HTTP/1.1", str(self.port)], self.tmp, "http.log")
 
     def fetch(self, name):
         with self.opener.open(f"http://127.0.0.1:{self.port}/{name}", timeout=10) as r:
@@ -178,13 +310,78 @@ class HttpServer:
         log(f"{when}: GET /blob.bin: {len(body)} bytes identical (sha256 {hashlib.sha256(body).hexdigest()[:16]}), "
             f"listing ok")
 
+    # ---- the kept HTTP/1.1 keep-alive connection
+    def open_connection(self, pid):
+        self.conn = SockReader(self.port)
+        self.served = 0
+        for _ in range(3):
+            self.conn_get("blob.bin", "before the dump, kept connection")
+        self.conn_get("", "before the dump, kept connection")
+        log(f"kept connection from local port {self.conn.port}: 4 requests answered on it")
+
+    def conn_request(self, name):
+        self.conn.sock.sendall(f"GET /{name} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n\r\n".encode())
+
+    def conn_response(self, name, when):
+        status = self.conn.line().decode(errors="replace")
+        headers = {}
+        while True:
+            h = self.conn.line().decode(errors="replace")
+            if not h:
+                break
+            k, _, v = h.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if not status.startswith("HTTP/1.1 200 ") or "content-length" not in headers:
+            raise Failure(f"{when}: GET /{name} answered '{status}' with headers {headers}")
+        if headers.get("connection", "").lower() == "close":
+            raise Failure(f"{when}: the server closes the keep-alive connection after GET /{name}")
+        body = self.conn.exactly(int(headers["content-length"]))
+        ok = body == self.content if name == "blob.bin" else b"blob.bin" in body
+        if not ok:
+            raise Failure(f"{when}: GET /{name} on the kept connection gave {len(body)} bytes, sha256 "
+                          f"{hashlib.sha256(body).hexdigest()[:16]} (expected {len(self.content)} bytes, "
+                          f"{hashlib.sha256(self.content).hexdigest()[:16]})")
+        self.served += 1
+
+    def conn_get(self, name, when):
+        self.conn_request(name)
+        self.conn_response(name, when)
+
+    def leave_replies_unread(self, pid, when):
+        """Two 256 KiB responses asked for and not read: the server's send queue fills."""
+        self.conn_request("blob.bin")
+        self.conn_request("blob.bin")
+        wait_send_queue_full(self.port, self.conn.port, when, all_read=False)
+        # The request threads urllib's connections left have ended; the kept one's stays.
+        wait_for(f"pid {pid} with two threads (main, kept connection)",
+                 lambda: len(os.listdir(f"/proc/{pid}/task")) == 2)
+
+    def read_unread_replies(self, when):
+        for _ in range(2):
+            self.conn_response("blob.bin", when)
+        log(f"{when}: both 256 KiB responses asked for before the dump read on the kept connection, identical")
+
+    def conn_after(self, when):
+        for name in ("blob.bin", "", "blob.bin"):
+            self.conn_get(name, when)
+        log(f"{when}: 3 more requests answered on the kept connection (local port {self.conn.port}, "
+            f"{self.served} in all)")
+
     def after_dump_while_running(self, pid):
         self.check("after the dump, original still running")
-        wait_single_thread(pid)
+        if self.conn:
+            self.read_unread_replies("after the dump, original still running")
+            self.conn_after("after the dump, original still running")
+        else:
+            wait_single_thread(pid)
 
     def check_restored(self, pid):
+        if self.conn:
+            self.read_unread_replies("after the restore")
+            self.conn_after("after the restore")
         self.check("after the restore")
-        wait_single_thread(pid)
+        if not self.conn:
+            wait_single_thread(pid)
         self.check("after the restore, second request")
 
 
@@ -208,8 +405,11 @@ class Redis:
         self.server = need("redis-server")
         self.cli = need("redis-cli")
         self.tmp = tmp
+        self.conn = None
+        self.port = None
         if tcp:
             port = free_port()
+            self.port = port
             self.listen = ["--port", str(port), "--bind", "127.0.0.1"]
             self.connect = ["-h", "127.0.0.1", "-p", str(port)]
         else:
@@ -230,17 +430,72 @@ class Redis:
 
     def wait_ready(self, pid):
         wait_for("redis-server", lambda: self.cmd("PING").strip() == "PONG")
-        self.load()
+        if self.port is None:
+            self.load()  # over TCP the kept connection loads the keys (open_connection)
 
     def load(self):
         t0 = time.monotonic()
         data = "".join(resp("SET", f"key:{i}", value_of(i)) for i in range(NKEYS))
         data += resp("SET", "counter", "1000")
-        out = self.cmd("--pipe", stdin=data)
-        if f"replies: {NKEYS + 1}" not in out or "errors: 0" not in out:
-            raise Failure(f"redis-cli --pipe did not store {NKEYS + 1} keys: {out.strip()}")
-        log(f"wrote {NKEYS} keys + counter with redis-cli --pipe in {time.monotonic() - t0:.2f} s")
+        if self.conn:
+            # Over the kept connection, pipelined: all the commands, then all the replies.
+            self.conn.sock.sendall(data.encode())
+            self.expect_replies(["OK"] * (NKEYS + 1), "writing the keys on the kept connection")
+            how = f"on the kept RESP connection (local port {self.conn.port})"
+        else:
+            out = self.cmd("--pipe", stdin=data)
+            if f"replies: {NKEYS + 1}" not in out or "errors: 0" not in out:
+                raise Failure(f"redis-cli --pipe did not store {NKEYS + 1} keys: {out.strip()}")
+            how = "with redis-cli --pipe"
+        log(f"wrote {NKEYS} keys + counter {how} in {time.monotonic() - t0:.2f} s")
         self.check_keys("before the dump", NKEYS + 1)
+
+    # ---- the kept RESP connection (redis-tcp)
+    def open_connection(self, pid):
+        if self.port is None:
+            return
+        self.conn = SockReader(self.port)
+        self.load()
+
+    def reply(self):
+        line = self.conn.line()
+        kind, rest = line[:1], line[1:].decode(errors="replace")
+        if kind in (b"+", b":"):
+            return rest
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            body = self.conn.exactly(n + 2)
+            if body[-2:] != b"\r\n":
+                raise Failure(f"a bulk reply of {n} bytes does not end in CRLF: {body[-8:]!r}")
+            return body[:-2].decode(errors="replace")
+        raise Failure(f"unexpected reply {line[:80]!r}")
+
+    def expect_replies(self, expected, when):
+        for i, want in enumerate(expected):
+            got = self.reply()
+            if got != want:
+                raise Failure(f"{when}: reply {i} of {len(expected)} is {got!r}, expected {want!r}")
+
+    def leave_replies_unread(self, pid, when):
+        """5000 GETs sent and their replies (~0.5 MiB) not read: the server's send queue fills."""
+        self.conn.sock.sendall("".join(resp("GET", f"key:{i}") for i in range(NKEYS)).encode())
+        wait_send_queue_full(self.port, self.conn.port, when, all_read=True)
+
+    def read_unread_replies(self, when):
+        self.expect_replies([value_of(i) for i in range(NKEYS)], f"{when}: the GETs sent before the dump")
+        log(f"{when}: all {NKEYS} GETs sent before the dump answered on the kept connection, in order, identical")
+
+    def conn_after(self, when, counter):
+        """New writes on the kept connection, read back on it."""
+        data = resp("INCR", "counter") + "".join(resp("SET", f"new:{i}", f"n{i}") for i in range(NEWKEYS))
+        data += "".join(resp("GET", f"new:{i}") for i in range(NEWKEYS)) + resp("DBSIZE")
+        self.conn.sock.sendall(data.encode())
+        self.expect_replies([str(counter)] + ["OK"] * NEWKEYS + [f"n{i}" for i in range(NEWKEYS)] +
+                            [str(NKEYS + 1 + NEWKEYS)], f"{when}: new writes on the kept connection")
+        log(f"{when}: on the kept connection INCR counter = {counter}, {NEWKEYS} new keys written and read back, "
+            f"DBSIZE {NKEYS + 1 + NEWKEYS}")
 
     def check_keys(self, when, dbsize):
         n = int(self.cmd("DBSIZE").strip())
@@ -259,11 +514,25 @@ class Redis:
 
     def after_dump_while_running(self, pid):
         self.check_keys("after the dump, original still running", NKEYS + 1)
+        if self.conn:
+            # The connection goes on with the original; a second dump is the one restored.
+            self.read_unread_replies("after the dump, original still running")
+            self.conn_after("after the dump, original still running", 1001)
+            self.conn.sock.sendall((resp("DEL", "counter") + resp("SET", "counter", "1000") +
+                                    "".join(resp("DEL", f"new:{i}") for i in range(NEWKEYS))).encode())
+            self.expect_replies(["1", "OK"] + ["1"] * NEWKEYS, "undoing the new writes on the kept connection")
+            return
         # Told to the original after the dump: the restored one must not know it.
         self.cmd("SET", "after-dump", "yes")
         self.cmd("INCR", "counter")
 
     def check_restored(self, pid):
+        if self.conn:
+            self.read_unread_replies("after the restore")
+            self.conn_after("after the restore", 1001)
+            self.check_keys("after the restore", NKEYS + 1 + NEWKEYS)
+            log(f"after the restore: other clients (redis-cli) see the kept connection's writes")
+            return
         self.check_keys("after the restore", NKEYS + 1)
         if self.cmd("EXISTS", "after-dump").strip() != "0":
             raise Failure("after the restore: key 'after-dump', written after the dump, exists")
@@ -294,19 +563,35 @@ def run(a, tmp, pids):
     pid = prog.start()
     pids.append(pid)
     prog.wait_ready(pid)
+    prog.open_connection(pid)
+    tcp = prog.conn is not None
+    if tcp:
+        prog.leave_replies_unread(pid, "before the dump")
 
-    criu.dump(pid, leave)
+    criu.dump(pid, leave, tcp)
     if leave:
         if not alive(pid):
             raise Failure(f"pid {pid} died after the dump with --leave-running")
+        if tcp:
+            check_dumped_connection(criu.binary, criu.img)
         prog.after_dump_while_running(pid)
-    else:
+        if tcp:
+            # The first image's connection went on without it: the restore takes a second one.
+            criu.img = os.path.join(tmp, "img2")
+            os.mkdir(criu.img)
+            prog.leave_replies_unread(pid, "before the second dump")
+            criu.dump(pid, False, tcp)
+            leave = False
+    if not leave:
+        # Before any other subprocess: subprocess reaps the exited children it started itself.
         _, status = os.waitpid(pid, 0)
         if not os.WIFSIGNALED(status):
             raise Failure(f"the dump did not kill pid {pid} (status {status:#x})")
+        if tcp:
+            check_dumped_connection(criu.binary, criu.img)
     kill_and_reap(pid)
 
-    restored = criu.restore(tmp)
+    restored = criu.restore(tmp, tcp)
     pids.append(restored)
     if restored != pid:
         raise Failure(f"restored pid {restored}, expected {pid}")
@@ -336,7 +621,7 @@ def main():
             f"{time.monotonic() - t0:.1f} s")
     except (Failure, OSError, subprocess.SubprocessError, ValueError) as e:
         log(f"FAIL: {a.program} ({a.mode}): {e}")
-        for name in ("img/dump.log", "img/restore.log", "http.log", "redis.log"):
+        for name in ("img/dump.log", "img2/dump.log", "img/restore.log", "img2/restore.log", "http.log", "redis.log"):
             path = os.path.join(tmp, name)
             if os.path.exists(path):
                 print(f"----- {path} (last lines)")
@@ -344,6 +629,8 @@ def main():
     finally:
         for pid in pids:
             kill_and_reap(pid)
+        if pids:
+            remove_lock_tables(pids[0])
         if ok:
             shutil.rmtree(tmp, ignore_errors=True)
         else:

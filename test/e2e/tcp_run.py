@@ -16,6 +16,17 @@ times (test/e2e/lib/tcp_stream.h), so at the dump both of the workload's queues 
   --mode rollback:      a dump without --tcp-established is refused naming the connection; dumps
                         failed on purpose (CRIU_FAULT_INJECT) after the connection was put in
                         repair mode; each time the stream goes on untouched and no table is left.
+  --mode unacked:       (client role) the sent-but-unacknowledged part of the send queue. An nft
+                        table of this test drops, at the input hook, every packet the workload
+                        sends to the peer's port: it leaves the workload's kernel as sent and is
+                        lost on the way (dropped at output, the sender's kernel would see an error
+                        and count nothing as sent). Once `ss` shows segments out and not
+                        acknowledged, the workload is dumped; the image must hold sent-but-
+                        unacknowledged bytes. After the restore the table is removed: the restored
+                        socket must send those bytes again from its repaired queue, or the peer
+                        finds a gap in the stream. (Holding the peer's acknowledgements instead
+                        would prove nothing here: the peer's receive window is full nearly all the
+                        time, so nothing would be in flight when the hold begins.)
 At the end the peer and the workload give their verdicts: no byte lost or duplicated, no reset.
 """
 import argparse
@@ -23,6 +34,7 @@ import base64
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -97,6 +109,8 @@ class Runner:
         self.proc = None
         self.pid = None
         self.dumps = 0
+        self.port = None
+        self.hold_table = None
 
     # ---- the two ends
     def start(self):
@@ -108,6 +122,7 @@ class Runner:
         if self.a.role == "client":
             self.peer = spawn([self.a.peer, self.status, "listen", self.host], self.peer_out)
             port = wait_line(self.peer_out, "PORT", self.peer).split()[1]
+            self.port = int(port)
             self.proc = spawn([self.a.workload, "connect", self.host, port], self.out)
         else:
             self.proc = spawn([self.a.workload, "listen", self.host], self.out)
@@ -167,8 +182,9 @@ class Runner:
             raise Failure(f"criu show {name}: {r.stderr.strip()}")
         return json.loads(r.stdout)
 
-    def check_images(self, img):
-        """Both queues held data at the dump, and the inventory names the lock table."""
+    def check_images(self, img, need_unacked=False):
+        """Both queues held data at the dump (or, with need_unacked, the send queue held sent but
+        unacknowledged bytes), and the inventory names the lock table."""
         files = json.dumps(self.show(img, "files.img"))
         entries = []
 
@@ -188,8 +204,14 @@ class Runner:
         t = entries[0]
         recvq = len(base64.b64decode(t.get("recv_queue", "")))
         sendq = len(base64.b64decode(t.get("send_queue", "")))
-        log(f"dumped connection: {recvq} bytes to read, {sendq} bytes to send ({t.get('unsent', 0)} never sent)")
-        if recvq == 0 or sendq == 0:
+        unsent = int(t.get("unsent", 0))
+        log(f"dumped connection: {recvq} bytes to read, {sendq} bytes to send ({unsent} never sent, "
+            f"{sendq - unsent} sent and not acknowledged)")
+        if need_unacked:
+            if sendq - unsent <= 0:
+                raise Failure(f"no sent-but-unacknowledged bytes in the dumped send queue ({sendq} bytes, {unsent} "
+                              f"never sent) although its packets to the peer were dropped")
+        elif recvq == 0 or sendq == 0:
             raise Failure(f"a queue was empty at the dump (receive {recvq}, send {sendq}): the test proves little")
         inv = self.show(img, "inventory.img")
         table = json.dumps(inv).split('"tcp_lock_table": "')[1].split('"')[0] if "tcp_lock_table" in json.dumps(
@@ -218,13 +240,49 @@ class Runner:
         self.no_table_left(when)
         self.wait_progress(when)
 
+    # ---- holding packets back (--mode unacked)
+    def hold(self):
+        """Drops, in an nft table of this test, what the workload sends to the peer's port, then
+        waits until the workload's socket has segments out that are not acknowledged."""
+        self.hold_table = f"criu_e2e_hold_{os.getpid()}_{os.urandom(4).hex()}"
+        script = (f"table inet {self.hold_table} {{\n"
+                  f"  chain input {{ type filter hook input priority -310; policy accept;\n"
+                  f"    tcp dport {self.port} counter drop\n  }}\n}}\n")
+        r = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise Failure(f"nft: cannot add table {self.hold_table}: {r.stderr.strip()}")
+        log(f"nft table inet {self.hold_table}: dropping arriving packets to port {self.port} (the peer's)")
+
+        def unacked():
+            # The workload's end: the connection to the peer's port (the peer's end has it as sport).
+            r = subprocess.run(["ss", "-tinH", "state", "established", "dport", "=", f":{self.port}"],
+                               capture_output=True, text=True, timeout=30)
+            m = re.search(r"\bunacked:(\d+)", r.stdout)
+            return int(m.group(1)) if m else 0
+
+        n = wait_for("segments sent by the workload and not acknowledged", unacked, 30, self.check_peer_alive)
+        log(f"the workload's socket has {n} segment(s) out and not acknowledged")
+
+    def release_hold(self):
+        if not self.hold_table:
+            return
+        r = subprocess.run(["nft", "list", "table", "inet", self.hold_table], capture_output=True, text=True,
+                           timeout=30)
+        dropped = re.search(r"counter packets (\d+) bytes (\d+)", r.stdout)
+        subprocess.run(["nft", "delete", "table", "inet", self.hold_table], capture_output=True, timeout=30)
+        log(f"nft table inet {self.hold_table} removed" +
+            (f" (it dropped {dropped.group(1)} packets, {dropped.group(2)} bytes)" if dropped else ""))
+        self.hold_table = None
+
     def dump_and_restore(self):
+        if self.a.mode == "unacked":
+            self.hold()
         img, _ = self.dump(False, ["--tcp-established"])
         status = reap(self.pid, 30)
         if status is None or not os.WIFSIGNALED(status):
             raise Failure(f"after the dump the workload was not killed (status {status})")
         self.check_peer_alive()
-        table = self.check_images(img)
+        table = self.check_images(img, need_unacked=self.a.mode == "unacked")
         r = subprocess.run(["nft", "list", "table", "inet", table], capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise Failure(f"the lock table {table} is not there while the workload is gone: {r.stderr.strip()}")
@@ -235,12 +293,15 @@ class Runner:
                    "-v4"], "restore")
         if int(read_text(pidfile).strip()) != self.pid or not pid_alive(self.pid):
             raise Failure(f"the restored workload is not running as pid {self.pid}: {read_text(self.out)}")
+        if self.a.mode == "unacked":
+            self.check_peer_alive()
+            self.release_hold()
         self.still_running("after restore")
 
     def run(self):
         self.start()
         self.wait_progress("before the dump")
-        if self.a.mode == "plain":
+        if self.a.mode in ("plain", "unacked"):
             self.dump_and_restore()
         elif self.a.mode == "leave-running":
             for n in (1, 2):
@@ -274,6 +335,7 @@ class Runner:
         log("workload: " + " ".join(line for line in output.splitlines() if "streamed" in line))
 
     def cleanup(self):
+        self.release_hold()
         for p in (self.peer, self.proc):
             if p is not None and p.poll() is None:
                 p.kill()
@@ -315,10 +377,12 @@ def main():
     ap.add_argument("--peer", required=True)
     ap.add_argument("--role", choices=["client", "server"], required=True)
     ap.add_argument("--family", choices=["4", "6"], required=True)
-    ap.add_argument("--mode", choices=["plain", "leave-running", "rollback"], required=True)
+    ap.add_argument("--mode", choices=["plain", "leave-running", "rollback", "unacked"], required=True)
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
     a.criu, a.workload, a.peer = (os.path.abspath(p) for p in (a.criu, a.workload, a.peer))
+    if a.mode == "unacked" and a.role != "client":
+        ap.error("--mode unacked holds packets by the peer's port: --role client")
     # Restored processes are re-parented to us, so we can wait for them.
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     name = f"tcp_{a.role}{a.family}.{a.mode}"
