@@ -175,6 +175,21 @@ int cmd_migrate(const CommandArgs& cmd, const Options& opts) {
     mo.to = cmd.to;
     mo.auth_key_file = opts.auth_key;
     mo.cache_dir = cmd.cache_dir;
+    if (!cmd.cache_size.empty() || !cmd.cache_mode.empty() || !cmd.cache_policy.empty()) {
+        Status parsed = [&]() -> Status {
+            if (cmd.cache_dir.empty())
+                return fail(EINVAL, "--cache-size, --cache-mode and --cache-policy need --cache-dir");
+            if (!cmd.cache_size.empty())
+                mo.cache_size = TRY_CTX(parse_cache_size(cmd.cache_size), "--cache-size");
+            if (!cmd.cache_mode.empty())
+                mo.cache_mode = TRY_CTX(parse_cache_mode(cmd.cache_mode), "--cache-mode");
+            if (!cmd.cache_policy.empty())
+                mo.cache_policy = TRY_CTX(parse_eviction_policy(cmd.cache_policy), "--cache-policy");
+            return {};
+        }();
+        if (!parsed)
+            return report(log, "migrate", parsed.error());
+    }
     mo.max_downtime_ms = static_cast<int>(opts.max_downtime_ms);
     mo.post_copy = cmd.post_copy;
     mo.lazy_restore = !cmd.no_lazy_restore;

@@ -23,6 +23,9 @@ struct CommandArgs {
     bool once = false;           // serve --once
     bool post_copy = false;      // migrate --post-copy
     bool no_lazy_restore = false;  // migrate --no-lazy-restore
+    std::string cache_size;      // migrate --cache-size N[K|M|G]
+    std::string cache_mode;      // migrate --cache-mode writeback|writethrough
+    std::string cache_policy;    // migrate --cache-policy lru|fifo
 };
 
 // Runs one command; returns the process exit code. Prints the final error, if any,

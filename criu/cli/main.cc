@@ -96,6 +96,11 @@ int main(int argc, char** argv) {
     app.add_option("--to", cmd.to, "migrate: the destination's criu serve, ADDR:PORT");
     app.add_flag("--once", cmd.once, "serve: exit after one migration");
     app.add_flag("--post-copy", cmd.post_copy, "migrate: when pre-copy does not converge, the destination runs the process and fetches the last round's pages on demand");
+    app.add_option("--cache-size", cmd.cache_size, "migrate: bound on the SSD cache's disk use (e.g. 512M, 4G)");
+    app.add_option("--cache-mode", cmd.cache_mode,
+                   "migrate: writeback (default: acknowledged on the local SSD, sent in the background) or "
+                   "writethrough (acknowledged once the destination has it)");
+    app.add_option("--cache-policy", cmd.cache_policy, "migrate: eviction order of the SSD cache, lru (default) or fifo");
     app.add_flag("--no-lazy-restore", cmd.no_lazy_restore,
                  "migrate: the destination fills all memory before the process runs (a longer pause)");
 

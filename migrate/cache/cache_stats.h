@@ -55,11 +55,12 @@ struct CacheCounters {
     uint64_t corrupt_chunks = 0;     // records found torn or corrupt and refused
     uint64_t dropped_on_recovery = 0;
     uint64_t recoveries = 0;         // opens that found the cache not cleanly closed
+    uint64_t writeback_waits = 0;    // puts that waited for write-back to free room (wait_for_writeback)
 };
 
 // Name and member of every counter, in their persisted order. A new counter goes at
 // the end: older files simply lack it and it reads as zero.
-inline constexpr std::array<std::pair<const char*, uint64_t CacheCounters::*>, 23> kCounterFields = {{
+inline constexpr std::array<std::pair<const char*, uint64_t CacheCounters::*>, 24> kCounterFields = {{
     {"reads", &CacheCounters::reads},
     {"read_hits", &CacheCounters::read_hits},
     {"read_misses", &CacheCounters::read_misses},
@@ -83,6 +84,7 @@ inline constexpr std::array<std::pair<const char*, uint64_t CacheCounters::*>, 2
     {"corrupt_chunks", &CacheCounters::corrupt_chunks},
     {"dropped_on_recovery", &CacheCounters::dropped_on_recovery},
     {"recoveries", &CacheCounters::recoveries},
+    {"writeback_waits", &CacheCounters::writeback_waits},
 }};
 
 // Counters plus the state of the cache right now.

@@ -95,6 +95,11 @@ struct ChunkCacheOptions {
     // Where write-back goes; required for writethrough. Not owned; must outlive the cache.
     ChunkRemote* remote = nullptr;
     size_t writeback_batch = 64;  // keys per have() question
+    // writeback with a remote: a put that finds the live room full of dirty chunks waits
+    // for the writer to clean some (they are never evicted before the remote has them)
+    // instead of failing with "cache full"; it fails only if a write-back attempt fails
+    // meanwhile. For a dump that must go on at the pace of the link (migrate).
+    bool wait_for_writeback = false;
     uint64_t commit_bytes = 64ull << 20;
     Log* log = nullptr;  // recovery and write-back problems are logged here if set
 };
@@ -197,6 +202,8 @@ public:
     CacheStats stats() const;
     const RecoveryReport& recovery() const { return recovery_; }
     const std::string& dir() const { return dir_; }
+    CacheMode mode() const { return opts_.mode; }
+    ChunkRemote* remote() const { return opts_.remote; }
 
     // Stops the writer (dirty chunks stay dirty, on disk), commits, checkpoints.
     Status close();

@@ -35,14 +35,26 @@ std::string ChunkCache::full_message() const {
 Expected<ChunkCache::Reservation> ChunkCache::reserve(std::unique_lock<std::mutex>& lk, uint64_t bytes,
                                                       bool may_wait) {
     // Records being written count as live already: a batch must not overshoot.
-    uint64_t need = bytes + pending_bytes_;
-    if (live_bytes_ + need > live_limit()) {
+    for (;;) {
+        uint64_t need = bytes + pending_bytes_;
+        if (live_bytes_ + need <= live_limit())
+            break;
         TRY_VOID(evict_until(live_limit() - std::min(need, live_limit()), nullptr));
-        if (live_bytes_ + need > live_limit()) {
-            if (pending_bytes_ > 0 && !may_wait)
-                return fail(EAGAIN, "room only once the records being written are indexed");
+        if (live_bytes_ + need <= live_limit())
+            break;
+        if (pending_bytes_ > 0 && !may_wait)
+            return fail(EAGAIN, "room only once the records being written are indexed");
+        // Only dirty (or pinned) chunks left: wait for the writer to clean some, if it can.
+        bool writer_can = opts_.wait_for_writeback && opts_.remote && opts_.mode == CacheMode::writeback &&
+                          writer_.joinable() && dirty_chunks_ > corrupt_dirty_ && !stop_;
+        if (!writer_can || !may_wait)
             return fail(ENOSPC, full_message());
-        }
+        uint64_t epoch = wb_error_epoch_, dirty = dirty_chunks_;
+        counters_.writeback_waits++;
+        cv_.notify_all();
+        cv_.wait(lk, [&] { return dirty_chunks_ < dirty || wb_error_epoch_ != epoch || stop_; });
+        if (wb_error_epoch_ != epoch)
+            return failf(ENOSPC, "{} (the write-back failed meanwhile: {})", full_message(), last_wb_error_);
     }
     TRY_VOID(make_disk_room(lk, bytes, may_wait));
     Reservation r = TRY(reserve_append(bytes));

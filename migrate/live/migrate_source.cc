@@ -173,14 +173,18 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
     ScratchDir scratch{tmpl};
 
     // --cache-dir: pages become content-addressed chunks in the local SSD cache, written
-    // through to the destination's cache, which is asked first: a chunk it has (from an
-    // earlier migration, another process, a zero chunk) never crosses the wire again.
+    // back (or through) to the destination's cache, which is asked first: a chunk it has
+    // (from an earlier migration, another process, a zero chunk) never crosses the wire
+    // again. Writeback: a set's pages are named only once its chunks are there (remote_chunks.h).
     std::unique_ptr<NetChunkRemote> remote;
     std::unique_ptr<ChunkCache> cache;
     if (!opts.cache_dir.empty()) {
         remote = std::make_unique<NetChunkRemote>(ch);
         ChunkCacheOptions co;
-        co.mode = CacheMode::writethrough;
+        co.mode = opts.cache_mode;
+        co.cache_size = opts.cache_size;
+        co.policy = opts.cache_policy;
+        co.wait_for_writeback = true;  // a full cache slows the dump to the link's pace
         co.remote = remote.get();
         co.log = &log;
         cache = TRY_CTX(ChunkCache::open(opts.cache_dir, co), "--cache-dir {}", opts.cache_dir);

@@ -11,12 +11,14 @@
 // connection drops) resumes the source exactly as it was; the destination keeps nothing.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "criu/core/error.h"
 #include "criu/core/log.h"
 #include "criu/core/options.h"
+#include "migrate/cache/cache_stats.h"
 #include "migrate/net/channel.h"
 
 namespace criu {
@@ -26,6 +28,12 @@ struct MigrateOptions {
     std::string to;               // ADDR:PORT
     std::string auth_key_file;
     std::string cache_dir;        // optional: pages through the SSD cache (remote_chunks.h)
+    uint64_t cache_size = 0;      // --cache-size; 0 keeps the directory's (1 GiB for a new one)
+    // --cache-mode: writeback (default) acknowledges pages once on the local SSD and sends
+    // them in the background, each image set ending with the backlog; writethrough waits
+    // for the destination at every batch.
+    CacheMode cache_mode = CacheMode::writeback;
+    std::optional<EvictionPolicy> cache_policy;  // --cache-policy; nullopt keeps the directory's
     int max_downtime_ms = 300;
     int max_rounds = 8;           // pre-copy rounds at most; 0: stop-and-copy
     // When pre-copy does not converge (or with max_rounds 0), the last round sends only what

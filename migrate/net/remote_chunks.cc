@@ -33,7 +33,45 @@ Expected<std::vector<bool>> NetChunkRemote::have(std::span<const ChunkKey> keys)
         for (size_t i = 0; i < n; ++i)
             out.push_back(m.payload[r.pos() + i] != 0);
     }
+    std::vector<ChunkKey> yes;
+    for (size_t i = 0; i < keys.size(); ++i)
+        if (out[i])
+            yes.push_back(keys[i]);
+    confirm(yes);
     return out;
+}
+
+void NetChunkRemote::confirm(std::span<const ChunkKey> keys) {
+    std::lock_guard lk(confirmed_mu_);
+    confirmed_.insert(keys.begin(), keys.end());
+}
+
+Status NetChunkRemote::ensure(ChunkCache& cache, std::span<const ChunkKey> keys) {
+    const ZeroKeys& zeros = ZeroKeys::instance();
+    std::vector<ChunkKey> ask;
+    {
+        std::lock_guard lk(confirmed_mu_);
+        std::unordered_set<ChunkKey, ChunkKeyHash> seen;
+        for (const ChunkKey& k : keys)
+            if (!zeros.size_of(k) && !confirmed_.contains(k) && seen.insert(k).second)
+                ask.push_back(k);
+    }
+    if (ask.empty())
+        return {};
+    std::vector<bool> had = TRY_CTX(have(ask), "ask {} which chunks it has", ch_.peer());
+    std::vector<std::vector<uint8_t>> bufs;
+    std::vector<StoredChunk> send;
+    bufs.reserve(ask.size());
+    for (size_t i = 0; i < ask.size(); ++i) {
+        if (had[i])
+            continue;
+        RecordHeader h;
+        bufs.push_back(TRY_CTX(cache.get_stored(ask[i], &h), "chunk {} for {}", ask[i].short_hex(), ch_.peer()));
+        send.push_back(StoredChunk{h.key, h.codec, h.raw_size, bufs.back()});
+    }
+    if (!send.empty())
+        TRY_VOID_CTX(put(send), "send {} chunks the destination lacks", send.size());
+    return {};
 }
 
 Status NetChunkRemote::put(std::span<const StoredChunk> chunks) {
@@ -66,11 +104,14 @@ Status NetChunkRemote::put(std::span<const StoredChunk> chunks) {
         uint32_t acked = 0;
         if (!r.u32(acked) || acked != n || r.left())
             return failf(EBADMSG, "{}: chunk_put_ack for {} of {} chunks", ch_.peer(), acked, n);
+        std::vector<ChunkKey> done_keys;
         for (size_t i = 0; i < n; ++i) {
             chunks_sent_++;
             stored_sent_ += chunks[at + i].bytes.size();
             raw_sent_ += chunks[at + i].raw_size;
+            done_keys.push_back(chunks[at + i].key);
         }
+        confirm(done_keys);
         at += n;
     }
     return {};
@@ -81,9 +122,21 @@ Expected<std::unique_ptr<PageSink>> CachedPageSink::open(Channel& ch, ChunkCache
     ByteWriter w;
     w.u64(static_cast<uint64_t>(id));
     w.u8(static_cast<uint8_t>(opts.codec));
+    auto* remote = dynamic_cast<NetChunkRemote*>(cache.remote());
+    if (!remote)
+        return failf(EINVAL, "pages of {}: the cache {} does not write to {}", id, cache.dir(), ch.peer());
     std::lock_guard lk(ch.mutex());
     TRY_VOID_CTX(ch.send(MsgType::pages_open, w.bytes()), "sending the pages of {} to {}", id, ch.peer());
-    return std::unique_ptr<PageSink>(std::make_unique<CachedPageSink>(ch, cache, id));
+    return std::unique_ptr<PageSink>(std::make_unique<CachedPageSink>(ch, cache, *remote, id));
+}
+
+Status CachedPageSink::send_or_defer(MsgType type, std::vector<uint8_t> payload) {
+    if (defer_) {
+        deferred_.emplace_back(type, std::move(payload));
+        return {};
+    }
+    std::lock_guard lk(ch_.mutex());
+    return ch_.send(type, payload);
 }
 
 Status CachedPageSink::add_pages(uint64_t vaddr, const void* data, size_t nr_pages, bool) {
@@ -93,7 +146,8 @@ Status CachedPageSink::add_pages(uint64_t vaddr, const void* data, size_t nr_pag
         size_t n = std::min<size_t>(kChunkPages, nr_pages - i);
         chunks.emplace_back(p + i * kPage, n * kPage);
     }
-    // Writethrough: returns once the destination holds every chunk (or had it already).
+    // Writethrough: returns once the destination holds every new or dirty chunk (or had
+    // it already). Writeback: once they are on the local SSD.
     std::vector<ChunkKey> keys = TRY_CTX(cache_.put_batch(chunks), "pages of {} at {:#x} into the cache", id_, vaddr);
     ByteWriter w;
     w.u64(vaddr);
@@ -101,8 +155,13 @@ Status CachedPageSink::add_pages(uint64_t vaddr, const void* data, size_t nr_pag
     w.u32(static_cast<uint32_t>(keys.size()));
     for (const ChunkKey& k : keys)
         w.key(k);
-    std::lock_guard lk(ch_.mutex());
-    TRY_VOID(ch_.send(MsgType::chunk_pages, w.bytes()));
+    if (defer_) {
+        deferred_keys_.insert(deferred_keys_.end(), keys.begin(), keys.end());
+    } else {
+        // Clean hits were acknowledged by some remote, not necessarily by this one.
+        TRY_VOID_CTX(remote_.ensure(cache_, keys), "pages of {} at {:#x}", id_, vaddr);
+    }
+    TRY_VOID(send_or_defer(MsgType::chunk_pages, std::move(w.bytes())));
     st_.pages_present += nr_pages;
     st_.bytes_in += nr_pages * kPage;
     return {};
@@ -112,25 +171,33 @@ Status CachedPageSink::add_zero(uint64_t vaddr, size_t nr_pages) {
     ByteWriter w;
     w.u64(vaddr);
     w.u32(static_cast<uint32_t>(nr_pages));
-    std::lock_guard lk(ch_.mutex());
     st_.pages_zero += nr_pages;
-    return ch_.send(MsgType::pages_zero, w.bytes());
+    return send_or_defer(MsgType::pages_zero, std::move(w.bytes()));
 }
 
 Status CachedPageSink::add_parent(uint64_t vaddr, size_t nr_pages) {
     ByteWriter w;
     w.u64(vaddr);
     w.u32(static_cast<uint32_t>(nr_pages));
-    std::lock_guard lk(ch_.mutex());
     st_.pages_parent += nr_pages;
-    return ch_.send(MsgType::pages_parent, w.bytes());
+    return send_or_defer(MsgType::pages_parent, std::move(w.bytes()));
 }
 
 Status CachedPageSink::finish(bool) {
     if (finished_)
         return failf(EINVAL, "pages of {}: finish called twice", id_);
     finished_ = true;
+    if (defer_) {
+        // Every chunk the pages name must be on the destination before they go: wait for
+        // the writer's backlog, then make sure of the clean hits (ensure()).
+        TRY_VOID_CTX(cache_.flush(), "pages of {}: write-back to {}", id_, ch_.peer());
+        TRY_VOID_CTX(remote_.ensure(cache_, deferred_keys_), "pages of {}", id_);
+        deferred_keys_.clear();
+    }
     std::lock_guard lk(ch_.mutex());
+    for (const auto& [type, payload] : deferred_)
+        TRY_VOID(ch_.send(type, payload));
+    deferred_.clear();
     TRY_VOID(ch_.send(MsgType::pages_close, {}));
     Message m = TRY_CTX(ch_.expect(MsgType::pages_done), "pages of {} on {}", id_, ch_.peer());
     ByteReader r(m.payload);
@@ -146,6 +213,9 @@ Status CachedPageSink::finish(bool) {
 Expected<ChunkCache*> ChunkReceiver::cache() {
     if (!cache_) {
         ChunkCacheOptions o;
+        // The final home of these chunks: clean once stored, so eviction may take them
+        // (as writeback with no remote they would stay dirty and fill the cache for good).
+        o.mode = CacheMode::standalone;
         o.log = &log_;
         cache_ = TRY_CTX(ChunkCache::open(dir_, o), "the destination's chunk cache");
     }

@@ -28,6 +28,13 @@ std::unique_ptr<ChunkCache> open_local(const std::string& dir, ChunkRemote* remo
     return std::move(*c);
 }
 
+Status put_status(ChunkCache& c, const std::vector<uint8_t>& data) {
+    auto k = c.put(data);
+    if (!k)
+        return std::unexpected(std::move(k.error()));
+    return {};
+}
+
 }  // namespace
 
 TEST_CASE("write-back makes chunks clean and never sends a chunk twice", "[cache][writeback]") {
@@ -203,4 +210,78 @@ TEST_CASE("the receiving side refuses a chunk that does not match its key", "[ca
     c.key = hash_chunk(data);
     REQUIRE(rs.store->put_stored(c));
     CHECK(*rs.store->get(c.key) == data);
+}
+
+TEST_CASE("wait_for_writeback: a cache full of dirty chunks waits for the writer, never evicts them",
+          "[cache][writeback]") {
+    CacheTempDir d;
+    auto rs = RemoteSide::open(d.sub("remote"));
+    criu::test::GatedRemote gate(*rs.remote);
+    ChunkCacheOptions o;
+    o.cache_size = 4 << 20;  // live room: 3 MiB, 48 chunks of 64 KiB (incompressible)
+    o.remote = &gate;
+    o.writeback_batch = 8;
+
+    SECTION("without it the put fails with cache full") {
+        auto c = ChunkCache::open(d.sub("local"), o);
+        REQUIRE(c);
+        gate.close_gate();
+        Status st;
+        for (int i = 0; i < 200 && st; i++)
+            st = put_status(**c, chunk_data(i));
+        REQUIRE_FALSE(st);
+        CHECK(st.error().err() == ENOSPC);
+        CHECK_THAT(st.error().str(), Catch::Contains("cache full") && Catch::Contains("dirty"));
+        CHECK((*c)->stats().counters.evictions == 0);
+        gate.open_gate();
+    }
+    SECTION("with it the put waits for the remote, and every chunk arrives there") {
+        o.wait_for_writeback = true;
+        auto c = ChunkCache::open(d.sub("local"), o);
+        REQUIRE(c);
+        gate.close_gate();
+        constexpr int kChunks = 200;  // 12.5 MiB through 3 MiB of room
+        std::atomic<int> stored{0};
+        Status result;
+        std::thread t([&] {
+            for (int i = 0; i < kChunks && result; i++) {
+                result = put_status(**c, chunk_data(i));
+                stored++;
+            }
+        });
+        gate.wait_until_blocked();
+        // The remote is held: the writer cannot clean anything, so the puts stop once the
+        // room is full of dirty chunks, without failing and without evicting any of them.
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while ((*c)->stats().counters.writeback_waits == 0 && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        CacheStats s = (*c)->stats();
+        CHECK(s.counters.writeback_waits >= 1);
+        CHECK(stored < kChunks);
+        CHECK(s.counters.evictions == 0);
+        CHECK(s.dirty_chunks == s.chunks);
+        gate.open_gate();
+        t.join();
+        REQUIRE(result);
+        REQUIRE((*c)->flush());
+        s = (*c)->stats();
+        CHECK(s.dirty_chunks == 0);
+        CHECK(s.counters.evictions > 0);  // clean ones made room
+        for (int i = 0; i < kChunks; i++)
+            REQUIRE(rs.store->contains(hash_chunk(chunk_data(i))));
+    }
+    SECTION("a failing remote ends the wait with an error instead of a hang") {
+        o.wait_for_writeback = true;
+        auto c = ChunkCache::open(d.sub("local"), o);
+        REQUIRE(c);
+        gate.fail_next(1000000);
+        Status st;
+        for (int i = 0; i < 200 && st; i++)
+            st = put_status(**c, chunk_data(i));
+        REQUIRE_FALSE(st);
+        CHECK(st.error().err() == ENOSPC);
+        CHECK_THAT(st.error().str(), Catch::Contains("write-back failed meanwhile"));
+        CHECK((*c)->stats().counters.evictions == 0);
+        gate.fail_next(0);
+    }
 }

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the SSD cache in live migration and of the convergence controller's
+cgroup throttling, on the two-host setup of migrate_run.py (network namespaces joined by
+veth, the destination in its own pid namespace).
+
+Scenarios:
+  cache-writeback    --cache-mode writeback through a source cache much smaller than the
+                     workload, over a link slowed to 200 Mbit/s: `criu cache stat` (read-only,
+                     next to the running migration) sees dirty chunks, which are 0 at the end;
+                     puts waited for the writer instead of evicting dirty chunks; the cache
+                     verifies; a second process through the same source cache to a fresh
+                     destination cache (chunks clean here, unknown there) migrates too
+  cache-disk-full    the source's cache directory on a 3 MiB tmpfs: the migration fails
+                     with the disk's error, the source runs on intact, the destination keeps
+                     nothing, and the cache then opens, verifies and reports clean
+  cache-dest-killed  writeback, the destination SIGKILLed mid-stream: the source runs on
+                     intact, the destination keeps nothing, the unacknowledged chunks stay
+                     dirty in the source cache and go to the next destination
+  throttle           a writer that dirties faster than the link (120 MiB/s against 100 Mbit/s):
+                     pre-copy cannot converge, so the controller throttles it through a cgroup
+                     (cpu.max, or cpu.cfs_quota_us on cgroup v1) until it does; the process
+                     PASSes on the destination and the throttle cgroup is gone
+  throttle-fail      the same, the destination killed while the process is throttled: the
+                     source is back in its own cgroup, unthrottled, and PASSes
+"""
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import migrate_run as mr  # noqa: E402
+from migrate_run import B_ADDR, Failure, alive, free_port, log, read, wait_for  # noqa: E402
+
+
+def slow_link(hosts, rate):
+    """Shapes A's side of the veth (A -> B, where the pages go)."""
+    mr.sh("ip", "netns", "exec", hosts.a, "tc", "qdisc", "add", "dev", hosts.va, "root", "tbf", "rate", rate,
+          "burst", "256kb", "latency", "200ms")
+
+
+def serve(r, hosts, cache, tag, env=None):
+    srv = r.criu(["serve", "--listen", f"{B_ADDR}:{r.port}", "--cache-dir", cache,
+                  "--auth-key", r.key, "--once", "-o", f"{tag}.log", "-W", r.tmp, "-v4"],
+                 wrap=hosts.in_b, env=env, background=True)
+    logf = os.path.join(r.tmp, f"{tag}.log")
+    wait_for(lambda: "listening on" in read(logf) or srv.poll() is not None, 10, "criu serve to listen")
+    if srv.poll() is not None:
+        raise Failure(f"criu serve exited at once ({srv.returncode}): {read(logf)}")
+    return srv
+
+
+def migrate_cmd(r, pid, extra):
+    return ["migrate", "-t", str(pid), "--to", f"{B_ADDR}:{r.port}", "--auth-key", r.key, "-o", "migrate.log",
+            "-W", r.tmp, "-v4"] + list(extra)
+
+
+def cache_stat(r, cache):
+    p = subprocess.run([r.a.criu, "cache", "stat", "--json", "--cache-dir", cache], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        return None
+    return json.loads(p.stdout)
+
+
+def cache_verify(r, cache):
+    p = subprocess.run([r.a.criu, "cache", "verify", "--cache-dir", cache], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        raise Failure(f"criu cache verify {cache} failed: {p.stdout} {p.stderr}")
+
+
+def landed(r, hosts, pid, srv, stats_path):
+    """After a successful migration: the source is gone, the copy runs on B, B kept nothing."""
+    if srv.wait(60) != 0:
+        raise Failure(f"criu serve exit {srv.returncode}")
+    r.proc.wait(10)
+    if alive(pid):
+        raise Failure("the source is still running")
+    host_pid = hosts.host_pid_in_b(pid)
+    if host_pid is None:
+        raise Failure(f"no pid {pid} in the destination's pid namespace")
+    st = json.load(open(stats_path))
+    log(f"migrated: downtime {st['downtime_ms']} ms, total {st['total_ms']} ms, {st['bytes_sent']} bytes, "
+        f"{st['iterations']} round(s), {st['chunks_sent']} chunks sent")
+    return host_pid, st
+
+
+def no_staging(cache):
+    incoming = os.path.join(cache, "incoming")
+    if os.path.isdir(incoming) and os.listdir(incoming):
+        raise Failure(f"the destination kept {os.listdir(incoming)}")
+
+
+def nothing_kept(hosts, cache):
+    no_staging(cache)
+    if hosts.b_processes():
+        raise Failure(f"processes left in the destination: {hosts.b_processes()}")
+
+
+def scenario_cache_writeback(r, hosts):
+    slow_link(hosts, "200mbit")
+    src = os.path.join(r.tmp, "src-cache")
+    dest1 = os.path.join(r.tmp, "dest-cache-1")
+    pid = r.start_workload()
+    r.port = free_port()
+    srv = serve(r, hosts, dest1, "serve1")
+    stats = os.path.join(r.tmp, "stats1.json")
+    m = r.criu(migrate_cmd(r, pid, ["--cache-dir", src, "--cache-mode", "writeback", "--cache-size", "16M",
+                                    "--stats-json", stats]), wrap=hosts.in_a, background=True)
+    # `criu cache stat` opens read-only next to the running migration.
+    samples = []
+    while m.poll() is None:
+        s = cache_stat(r, src)
+        if s is not None:
+            samples.append(s["dirty_chunks"])
+        time.sleep(0.05)
+    out = m.stdout.read()
+    if out.strip():
+        print(out.rstrip())
+    if m.returncode != 0:
+        raise Failure(f"criu migrate failed ({m.returncode})")
+    host_pid, st = landed(r, hosts, pid, srv, stats)
+    final = cache_stat(r, src)
+    log(f"dirty chunks seen while migrating: max {max(samples, default=0)} over {len(samples)} samples; at the "
+        f"end {final['dirty_chunks']}; writeback waits {final['writeback_waits']}, evictions {final['evictions']}, "
+        f"writebacks {final['writebacks']}")
+    if final["mode"] != "writeback":
+        raise Failure(f"the source cache runs in {final['mode']} mode")
+    if max(samples, default=0) == 0:
+        raise Failure(f"criu cache stat never saw a dirty chunk in {len(samples)} samples")
+    if final["dirty_chunks"] != 0:
+        raise Failure(f"{final['dirty_chunks']} chunks still dirty after the migration")
+    # 80 MiB of pages through 12 MiB of room, sent at 25 MB/s: puts had to wait for the
+    # writer, and the room came from clean chunks only.
+    if final["writeback_waits"] == 0 or final["evictions"] == 0:
+        raise Failure(f"no put waited for the writer or nothing was evicted: {final}")
+    if final["live_bytes"] > final["live_limit"]:
+        raise Failure(f"the cache holds {final['live_bytes']} live bytes over its limit {final['live_limit']}")
+    cache_verify(r, src)
+    no_staging(dest1)
+    r.finish_remote(host_pid)
+
+    # A second process, the same source cache, a destination cache that has never seen any
+    # of it: chunks clean here must be sent all the same.
+    r.out = os.path.join(r.tmp, "out2.log")
+    pid2 = r.start_workload()
+    r.port = free_port()
+    srv2 = serve(r, hosts, os.path.join(r.tmp, "dest-cache-2"), "serve2")
+    stats2 = os.path.join(r.tmp, "stats2.json")
+    m2 = r.criu(migrate_cmd(r, pid2, ["--cache-dir", src, "--stats-json", stats2]), wrap=hosts.in_a)
+    if m2.returncode != 0:
+        raise Failure(f"the migration to a fresh destination cache failed ({m2.returncode})")
+    host_pid2, st2 = landed(r, hosts, pid2, srv2, stats2)
+    if cache_stat(r, src)["dirty_chunks"] != 0:
+        raise Failure("dirty chunks left after the second migration")
+    r.finish_remote(host_pid2)
+
+
+def scenario_cache_disk_full(r, hosts):
+    pid = r.start_workload()
+    r.port = free_port()
+    dest = os.path.join(r.tmp, "dest-cache")
+    srv = serve(r, hosts, dest, "serve")
+    small = os.path.join(r.tmp, "small")
+    os.mkdir(small)
+    cache = os.path.join(small, "cache")
+    cmd = " ".join([r.a.criu] + migrate_cmd(r, pid, ["--cache-dir", cache, "--cache-size", "64M"]))
+    crit = r.a.criu
+    # The tmpfs lives in a private mount namespace: the cache is checked in the same one.
+    script = (f"mount -t tmpfs -o size=3m tmpfs {small} && {{ {cmd}; echo migrate-rc=$?; "
+              f"{crit} cache verify --cache-dir {cache}; echo verify-rc=$?; "
+              f"{crit} cache stat --json --cache-dir {cache}; }}")
+    p = r.criu_raw(hosts.in_a(["unshare", "-m", "--propagation", "private", "sh", "-c", script]))
+    out = p.stdout + p.stderr
+    if "migrate-rc=0" in out or "migrate-rc=" not in out:
+        raise Failure("criu migrate succeeded on a full disk (or did not run)")
+    if "No space left" not in out and "ENOSPC" not in out:
+        raise Failure(f"the error does not say the disk is full: {out}")
+    r.source_intact(pid)
+    wait_for(lambda: "nothing kept" in read(os.path.join(r.tmp, "serve.log")), 30, "the destination to give up")
+    nothing_kept(hosts, dest)
+    if "verify-rc=0" not in out:
+        raise Failure(f"the cache does not verify after the full disk: {out}")
+    r.finish_local(pid)
+
+
+def scenario_cache_dest_killed(r, hosts):
+    slow_link(hosts, "400mbit")
+    src = os.path.join(r.tmp, "src-cache")
+    dest = os.path.join(r.tmp, "dest-cache")
+    pid = r.start_workload()
+    r.port = free_port()
+    srv = serve(r, hosts, dest, "serve", env={"CRIU_SERVE_DIE_AFTER_BYTES": str(8 << 20)})
+    m = r.criu(migrate_cmd(r, pid, ["--cache-dir", src, "--cache-mode", "writeback"]), wrap=hosts.in_a)
+    if m.returncode == 0:
+        raise Failure("criu migrate succeeded although the destination died")
+    srv.wait(30)
+    if srv.returncode not in (-signal.SIGKILL, 137):
+        raise Failure(f"criu serve ended with {srv.returncode}, not killed by its test hook")
+    r.source_intact(pid)
+    if hosts.b_processes():
+        raise Failure(f"processes left in the destination: {hosts.b_processes()}")
+    s = cache_stat(r, src)
+    log(f"source cache after the failure: {s['chunks']} chunks, {s['dirty_chunks']} dirty")
+    cache_verify(r, src)
+    # A new server removes what the killed one left, and the migration then goes through;
+    # nothing stays dirty.
+    r.port = free_port()
+    srv2 = serve(r, hosts, dest, "serve2")
+    stats = os.path.join(r.tmp, "stats2.json")
+    m2 = r.criu(migrate_cmd(r, pid, ["--cache-dir", src, "--stats-json", stats]), wrap=hosts.in_a)
+    if m2.returncode != 0:
+        raise Failure(f"the second migration failed ({m2.returncode})")
+    if "left by an earlier server" not in read(os.path.join(r.tmp, "serve2.log")):
+        raise Failure("the new server did not clean up after the killed one")
+    host_pid, _ = landed(r, hosts, pid, srv2, stats)
+    no_staging(dest)
+    if cache_stat(r, src)["dirty_chunks"] != 0:
+        raise Failure("dirty chunks left after the second migration")
+    r.finish_remote(host_pid)
+
+
+SCENARIOS = {
+    "cache-writeback": scenario_cache_writeback,
+    "cache-disk-full": scenario_cache_disk_full,
+    "cache-dest-killed": scenario_cache_dest_killed,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--criu", required=True)
+    ap.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("workload", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    a.workload = a.workload[1:] if a.workload and a.workload[0] == "--" else a.workload
+    r = mr.Run(a)
+    ok = False
+    try:
+        with mr.Hosts() as hosts:
+            SCENARIOS[a.scenario](r, hosts)
+        ok = True
+        log(f"{a.scenario}: PASS")
+    except (Failure, subprocess.TimeoutExpired, OSError, KeyError, ValueError, TypeError) as e:
+        log(f"{a.scenario}: FAIL: {e}")
+        r.show_logs()
+    finally:
+        r.cleanup(ok)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
