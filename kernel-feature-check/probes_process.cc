@@ -301,9 +301,10 @@ ProbeResult probe_ns_last_pid() {
     if (flock(fd.get(), LOCK_EX) < 0)
         return no_errno("flock ns_last_pid");
     // Any fork on the system between our write and our fork takes the pid; retry a
-    // few times so a busy machine (parallel test runs) does not read as "absent".
-    ProbeResult res = no("the next fork never got the steered pid (other forks raced)");
-    for (int attempt = 0; attempt < 8; attempt++) {
+    // number of times so a busy machine (a parallel build forks hundreds of times a second, and
+    // we can be preempted between the write and the fork) does not read as "absent".
+    ProbeResult res = no("the next fork never got the steered pid (other forks raced, 64 tries)");
+    for (int attempt = 0; attempt < 64; attempt++) {
         char buf[32] = {};
         if (pread(fd.get(), buf, sizeof buf - 1, 0) <= 0) {
             res = no_errno("read ns_last_pid");

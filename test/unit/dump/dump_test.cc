@@ -115,12 +115,13 @@ void spawn_child(Child& c) {
     c.pid = pid;
 }
 
-// Every thread makes progress and the child found nothing wrong.
+// Every thread makes progress and the child found nothing wrong. Up to 20 s: on a loaded
+// 2-core machine four busy threads may each wait long for a turn.
 bool child_healthy(const Child& c) {
     uint64_t start[kWorkers + 1];
     for (int i = 0; i <= kWorkers; ++i)
         start[i] = c.sh->progress[i];
-    for (int round = 0; round < 400; ++round) {
+    for (int round = 0; round < 4000; ++round) {
         int st;
         if (waitpid(c.pid, &st, WNOHANG) == c.pid)
             return false;

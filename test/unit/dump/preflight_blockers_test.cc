@@ -99,6 +99,17 @@ char state_of(pid_t pid) {
     return n && rp ? rp[2] : '?';
 }
 
+// A child that has just said it is ready may still be on its way into pause(): the checks
+// below ("never stopped") compare against the sleeping state, so wait for it first.
+bool wait_sleeping(pid_t pid) {
+    for (int i = 0; i < 2000; ++i) {
+        if (state_of(pid) == 'S')
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
 }  // namespace
 
 TEST_CASE("dry run lists every blocker of a process without stopping it; a real dump refuses the same way") {
@@ -106,6 +117,7 @@ TEST_CASE("dry run lists every blocker of a process without stopping it; a real 
     std::filesystem::create_directories(dir);
     Blockers b;
     pid_t pid = spawn(dir, b);
+    REQUIRE(wait_sleeping(pid));
 
     Options opts;
     opts.pid = pid;
@@ -203,6 +215,9 @@ TEST_CASE("dry run of a tree lists the blockers of every process in it") {
     }
     close(info[0]);
     REQUIRE(got == sizeof kids);
+    REQUIRE(wait_sleeping(root));
+    for (auto& k : kids)
+        REQUIRE(wait_sleeping(k[0]));
 
     Options opts;
     opts.pid = root;
