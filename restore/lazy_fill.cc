@@ -188,9 +188,22 @@ Expected<bool> LazyServer::copy(const LazyPiece& p) {
             gone_ = true;
             return false;
         case ENOENT:
-        case EINVAL:  // the memory is no longer mapped or registered there: nothing to fill
-            tracker_.settle(p.start + done, p.end);
+        case EINVAL: {
+            // Nothing registered there any more. The kernel looks the mapping up before it checks
+            // for a pending non-cooperative event, so an mremap whose UFFD_EVENT_REMAP is not read
+            // yet (or not even posted) shows as ENOENT too: settling now would mark pages done
+            // that the event then carries to their new place, where they would read as zeros.
+            // Read the events first; only a change that no event explains for a while is final.
+            const uint64_t at = p.start + done;
+            const auto now = std::chrono::steady_clock::now();
+            if (!unmapped_ || unmapped_->addr != at)
+                unmapped_ = Unmapped{at, now};
+            if (now - unmapped_->since < kNoEventLimit)
+                return false;
+            unmapped_.reset();
+            tracker_.settle(at, p.end);
             return true;
+        }
         default:
             return fail(err, fmt::format("pid {}: UFFDIO_COPY of {} bytes at {:#x}: {}", pid_, len - done,
                                          p.start + done, std::strerror(err)));
@@ -221,12 +234,15 @@ Status LazyServer::handle_events() {
                 break;
             case UFFD_EVENT_REMOVE:
                 tracker_.settle(m.arg.remove.start, m.arg.remove.end);
+                unmapped_.reset();
                 break;
             case UFFD_EVENT_UNMAP:
                 tracker_.settle(m.arg.remove.start, m.arg.remove.end);
+                unmapped_.reset();
                 break;
             case UFFD_EVENT_REMAP:
                 tracker_.remap(m.arg.remap.from, m.arg.remap.to, m.arg.remap.len);
+                unmapped_.reset();
                 break;
             default:
                 break;

@@ -8,6 +8,7 @@
 // which is what an anonymous mapping reads there.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -89,12 +90,20 @@ public:
 
 private:
     // Copies the piece in; false when the kernel asked to retry after the pending events
-    // (EAGAIN), or the process is gone.
+    // (EAGAIN, or ENOENT before the event about it was read), or the process is gone.
     Expected<bool> copy(const LazyPiece& p);
     Status zero_page(uint64_t addr);
 
+    // A copy that found its target unmapped (ENOENT) before any event said so; see copy().
+    struct Unmapped {
+        uint64_t addr;
+        std::chrono::steady_clock::time_point since;
+    };
+    static constexpr std::chrono::seconds kNoEventLimit{5};
+
     int pid_;
     UniqueFd uffd_;
+    std::optional<Unmapped> unmapped_;
     LazyTracker tracker_;
     Source read_src_;
     std::vector<char> buf_;
