@@ -6,10 +6,12 @@
 // without consuming it (SO_PEEK_OFF=0, then MSG_PEEK until EAGAIN, on the stolen fd), and
 // FilesDumper::finish checks that every peer is in the dump and groups the sockets that must be
 // created together (a pair, a listener and the clients queued in it).
-// Restore: the whole group is created when its first member is opened: listeners and named
-// sockets first, then pairs (socketpair(), so connected ends get no name back: an accepted
-// socket's getsockname() reads unnamed after restore), then clients connected into listeners
-// in their queue order, then queues written back from the peer, then shutdown.
+// Restore (unix_group_builder.cc): the whole group is created when its first member is opened.
+//
+// Names that a socket shows but does not hold are recorded too: an accepted socket's name is its
+// listener's (`accepted`), a queued datagram's sender name (`queue_sender`), and the name of a
+// closed peer (`closed_peer_name`), so that getsockname(), getpeername() and recvfrom() read
+// after restore what they read before.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -19,32 +21,23 @@
 #include <climits>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
 
 #include "criu/files/fd_kind_table.h"
 #include "criu/files/sockets.h"
+#include "criu/files/unix_group_builder.h"
 
 namespace criu {
 namespace {
 
-constexpr int kStateConnected = 1;   // TCP_ESTABLISHED
-constexpr int kStateUnconnected = 7; // TCP_CLOSE
-constexpr int kStateListen = 10;     // TCP_LISTEN
+using namespace unix_sk;
+
 constexpr size_t kMaxQueueBytes = 64u << 20;
 constexpr size_t kMaxPackets = 1u << 16;
 constexpr uint32_t kMaxBacklog = 1u << 20;
-
-std::string sk_name(const images::UnixSocket& u) {
-    return fmt::format("unix socket ino {}", u.ino());
-}
-
-std::string printable(const std::string& name) {
-    if (!name.empty() && name[0] == '\0')
-        return "@" + name.substr(1);
-    return name;
-}
 
 // ---------------------------------------------------------------- dump half
 
@@ -54,6 +47,17 @@ Status precheck_unix(const FdView& v, const Options&) {
         return failf(ENOTSUP, "{}: unix socket has {} file descriptor(s) in flight (SCM_RIGHTS not received yet) "
                               "(not supported)", v.where(), *n);
     return {};
+}
+
+// The name in an address the kernel filled in: abstract names keep every byte, path names end
+// at their NUL (the kernel keeps it, unix_mkname_bsd()).
+std::string sockaddr_name(const sockaddr_un& a, socklen_t len) {
+    if (len <= offsetof(sockaddr_un, sun_path))
+        return {};
+    std::string name(a.sun_path, std::min<size_t>(len - offsetof(sockaddr_un, sun_path), sizeof a.sun_path));
+    if (!name.empty() && name[0] != '\0')
+        name = name.substr(0, name.find('\0'));
+    return name;
 }
 
 // The receive queue, without taking it away from the process: SO_PEEK_OFF makes each
@@ -76,6 +80,9 @@ Status peek_queue(const FdView& v, int type, images::UnixSocket& u) {
         iovec iov{buf.data(), buf.size()};
         alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * 253)];
         msghdr m{};
+        sockaddr_un from{};
+        m.msg_name = &from;
+        m.msg_namelen = sizeof from;
         m.msg_iov = &iov;
         m.msg_iovlen = 1;
         m.msg_control = ctl;
@@ -118,10 +125,15 @@ Status peek_queue(const FdView& v, int type, images::UnixSocket& u) {
             st = failf(ENOTSUP, "{}: more than {} bytes or {} packets queued", v.where(), kMaxQueueBytes, kMaxPackets);
             break;
         }
-        if (type == SOCK_STREAM)
+        if (type == SOCK_STREAM) {
             stream.append(buf.data(), static_cast<size_t>(n));
-        else
+        } else {
             u.add_queue(std::string(buf.data(), static_cast<size_t>(n)));
+            // The sender's name as recvfrom() shows it (its name now, af_unix.c
+            // unix_copy_addr()); an unnamed sender gives no address at all.
+            if (type == SOCK_DGRAM)
+                u.add_queue_sender(sockaddr_name(from, m.msg_namelen));
+        }
     }
     // Put the process's own peek offset back, whatever happened above.
     if (setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &old_off, sizeof old_off) != 0 && st)
@@ -131,13 +143,64 @@ Status peek_queue(const FdView& v, int type, images::UnixSocket& u) {
     return st;
 }
 
-// The socket file of a path name, as the process sees it: relative names are resolved in its
-// cwd, absolute ones in its root.
-Status dump_name(const FdView& v, const UnixDiag& d, images::UnixSocket& u) {
+// The name sock_diag gives, as the dump records it.
+std::string diag_name(const UnixDiag& d) {
     std::string name = d.name;
     // The kernel keeps a path name with its terminating NUL (unix_mkname_bsd()).
     if (!name.empty() && name[0] != '\0')
         name = name.substr(0, name.find('\0'));
+    return name;
+}
+
+// Another socket showing `d`'s name, as sockets made by accept() from one listener do: the
+// listener itself (its inode) or, with the listener gone, another accepted socket (0). The
+// kernel keeps one bound socket per name (per type for abstract names; per inode for paths,
+// which sock_diag gives as UNIX_DIAG_VFS), so a second socket with the name shares it.
+std::optional<uint32_t> namesake(const UnixDiag& d, const std::map<uint32_t, UnixDiag>& all) {
+    if (!d.has_name || d.name.empty())
+        return std::nullopt;
+    auto same = [&](const UnixDiag& o) {
+        if (o.ino == d.ino || o.type != d.type || !o.has_name || o.name != d.name)
+            return false;
+        return d.name[0] == '\0' || (d.has_vfs && o.has_vfs && o.vfs_ino == d.vfs_ino && o.vfs_dev == d.vfs_dev);
+    };
+    std::optional<uint32_t> found;
+    for (const auto& [ino, o] : all)
+        if (same(o)) {
+            if (o.state == kStateListen)
+                return ino;
+            if (o.state == kStateConnected)
+                found = 0;
+        }
+    return found;
+}
+
+// Whether the connected stream/seqpacket socket `d` was made by accept(), and its listener's
+// inode when that is still there (else 0). Its name is then shared with the listener, not
+// bound by itself. A named end that shares its name with nobody is accepted if its peer is
+// unnamed (a socketpair end bound later reads the same, and loses only the hold on its name);
+// if both ends are named, which one was accepted changes nothing that getsockname() and
+// getpeername() show, and the later-made socket (the accepted one, made at accept()) is taken.
+std::pair<bool, uint32_t> accepted_from(const UnixDiag& d, const std::string& closed_peer_name,
+                                        const std::map<uint32_t, UnixDiag>& all) {
+    if (!d.has_name || d.name.empty() || d.type == SOCK_DGRAM || d.state != kStateConnected)
+        return {false, 0};
+    if (auto l = namesake(d, all))
+        return {true, *l};
+    if (d.peer == 0)
+        return {closed_peer_name.empty(), 0};
+    auto p = all.find(d.peer);
+    if (p == all.end() || !p->second.has_name || p->second.name.empty())
+        return {true, 0};
+    if (namesake(p->second, all))
+        return {false, 0};
+    return {d.ino > d.peer, 0};
+}
+
+// The socket file of a path name, as the process sees it: relative names are resolved in its
+// cwd, absolute ones in its root.
+Status dump_name(const FdView& v, const UnixDiag& d, images::UnixSocket& u) {
+    std::string name = diag_name(d);
     u.set_name(name);
     if (name.empty() || name[0] == '\0')
         return {};
@@ -186,6 +249,25 @@ Status dump_unix(KindDumpContext& c, const FdView& v, images::FileEntry& out) {
         return fail_errno("{}: SO_PASSCRED", v.where());
     u->set_passcred(on != 0);
 
+    if (d->peer == 0 && d->state == kStateConnected && d->type != SOCK_DGRAM) {
+        // A closed peer's name still shows in getpeername() (the kernel keeps the dead peer).
+        sockaddr_un a{};
+        socklen_t alen = sizeof a;
+        if (getpeername(v.stolen.get(), reinterpret_cast<sockaddr*>(&a), &alen) == 0)
+            u->set_closed_peer_name(sockaddr_name(a, alen));
+    }
+    if (const auto* all = c.sockets.unix_all()) {
+        auto [accepted, listener] = accepted_from(*d, u->closed_peer_name(), *all);
+        u->set_accepted(accepted);
+        u->set_accept_listener_ino(listener);
+        // A client whose accepted end was closed: the listener that end came from, if it is
+        // still there, gives the name back.
+        if (!accepted && d->peer == 0 && !u->closed_peer_name().empty())
+            for (const auto& [ino, o] : *all)
+                if (o.state == kStateListen && o.type == d->type && o.has_name &&
+                    diag_name(o) == u->closed_peer_name())
+                    u->set_accept_listener_ino(ino);
+    }
     if (d->state == kStateListen) {
         u->set_backlog(d->wqueue);
         for (uint32_t i : d->icons)
@@ -206,6 +288,8 @@ Status dump_unix(KindDumpContext& c, const FdView& v, images::FileEntry& out) {
         if (d->rqueue > 0 || d->type != SOCK_STREAM)
             TRY_VOID(peek_queue(v, d->type, *u));
     }
+    if (!u->peer_closed())
+        u->clear_closed_peer_name();
     c.sockets.unix_dumped(v.st.st_ino, {v.pid, v.fd, d->wqueue});
     c.log.debug("files", "{}: unix socket ino {} type {} state {} name \"{}\" peer {} queue {} packet(s)", v.where(),
                 u->ino(), u->type(), u->state(), printable(u->name()), u->peer_ino(), u->queue_size());
@@ -267,6 +351,23 @@ Status validate_unix(const images::FileEntry& e) {
         return failf(EINVAL, "{}: a stream queue in {} pieces", n, u.queue_size());
     if (u.peek_off() < -1)
         return failf(EINVAL, "{}: SO_PEEK_OFF {}", n, u.peek_off());
+    if (u.queue_sender_size()) {
+        if (u.type() != SOCK_DGRAM || u.queue_sender_size() != u.queue_size())
+            return failf(EINVAL, "{}: {} sender names for {} queued packets of a socket of type {}", n,
+                         u.queue_sender_size(), u.queue_size(), u.type());
+        for (int i = 0; i < u.queue_sender_size(); ++i)
+            TRY_VOID_CTX(validate_name(u.queue_sender(i), "sender name"), "{}: queued datagram {}", n, i);
+    }
+    if (u.accepted() && (u.type() == SOCK_DGRAM || u.state() != kStateConnected || u.name().empty() ||
+                         u.listener_ino()))
+        return failf(EINVAL, "{}: marked accepted, but not a named connected stream or seqpacket end", n);
+    if (u.accept_listener_ino() && (u.accept_listener_ino() == u.ino() ||
+                                    !(u.accepted() || (u.peer_closed() && !u.closed_peer_name().empty()))))
+        return failf(EINVAL, "{}: a listener {} it was accepted from, but it is not an accepted socket", n,
+                     u.accept_listener_ino());
+    if (!u.closed_peer_name().empty() && !u.peer_closed())
+        return failf(EINVAL, "{}: the name of a closed peer, but its peer was not closed", n);
+    TRY_VOID_CTX(validate_name(u.closed_peer_name(), "closed peer's name"), "{}", n);
     return {};
 }
 
@@ -275,268 +376,13 @@ std::string group_unix(const images::FileEntry& e) {
     return fmt::format("unix:{}", u.group_ino() ? u.group_ino() : u.ino());
 }
 
-// ---------------------------------------------------------------- restore half
-
-// Runs `f` with the working directory `dir` (for relative socket names), then goes back.
-template <class F>
-Status in_dir(const std::string& dir, F&& f) {
-    if (dir.empty())
-        return f();
-    UniqueFd here(open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (!here)
-        return fail_errno("open of the current directory");
-    if (chdir(dir.c_str()) != 0)
-        return fail_errno("chdir {}", dir);
-    Status st = f();
-    if (fchdir(here.get()) != 0 && st)
-        return fail_errno("fchdir back");
-    return st;
-}
-
-std::pair<sockaddr_un, socklen_t> address(const std::string& name) {
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::memcpy(a.sun_path, name.data(), name.size());
-    return {a, static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size())};
-}
-
-Status bind_name(int fd, const images::UnixSocket& u) {
-    const std::string& name = u.name();
-    if (name.empty())
-        return {};
-    return in_dir(u.bind_dir(), [&]() -> Status {
-        auto [a, alen] = address(name);
-        if (name[0] != '\0') {
-            // A socket file left behind by the dumped process (or an earlier restore) is stale;
-            // anything else at that path belongs to someone else.
-            struct stat st{};
-            if (lstat(name.c_str(), &st) == 0) {
-                if (!S_ISSOCK(st.st_mode))
-                    return failf(EEXIST, "cannot bind {}: the path exists and is not a socket", name);
-                if (unlink(name.c_str()) != 0)
-                    return fail_errno("unlinking the stale socket file {}", name);
-            }
-        }
-        if (bind(fd, reinterpret_cast<sockaddr*>(&a), alen) != 0)
-            return fail_errno("bind to {}", printable(name));
-        // A name unlinked at dump time is unlinked again once the group is built (clients may
-        // still have to connect to it).
-        if (name[0] == '\0' || u.name_unlinked())
-            return {};
-        if (chmod(name.c_str(), u.file_mode()) != 0 || lchown(name.c_str(), u.file_uid(), u.file_gid()) != 0)
-            return fail_errno("setting mode {:o} and owner {}:{} of {}", u.file_mode(), u.file_uid(), u.file_gid(), name);
-        return {};
-    });
-}
-
-Status connect_to(int fd, const std::string& name, const std::string& dir, bool nonblock_ok) {
-    return in_dir(dir, [&]() -> Status {
-        auto [a, alen] = address(name);
-        if (connect(fd, reinterpret_cast<sockaddr*>(&a), alen) != 0 && !(nonblock_ok && errno == EINPROGRESS))
-            return fail_errno("connect to {}", printable(name));
-        return {};
-    });
-}
-
-Status send_all(int fd, const std::string& data, const std::string& to_name, const std::string& dir) {
-    return in_dir(dir, [&]() -> Status {
-        auto [a, alen] = address(to_name);
-        size_t done = 0;
-        do {
-            ssize_t n = to_name.empty() ? send(fd, data.data() + done, data.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL)
-                                        : sendto(fd, data.data() + done, data.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL,
-                                                 reinterpret_cast<sockaddr*>(&a), alen);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0)
-                return fail_errno("writing back {} queued bytes ({} written)", data.size(), done);
-            done += static_cast<size_t>(n);
-        } while (done < data.size());
-        return {};
-    });
-}
-
-class UnixGroupBuilder {
-public:
-    UnixGroupBuilder(KindRestoreContext& c, uint64_t group) : c_(c) {
-        for (const auto& [id, e] : *c.files)
-            if (e.has_unix_sk() && (e.unix_sk().group_ino() ? e.unix_sk().group_ino() : e.unix_sk().ino()) == group)
-                members_[e.unix_sk().ino()] = &e.unix_sk();
-    }
-
-    Status build() {
-        // 1. Listeners and named sockets that are not a connected end.
-        for (auto& [ino, u] : members_)
-            if (u->state() == kStateListen || (!u->name().empty() && u->type() != SOCK_DGRAM &&
-                                                u->state() != kStateConnected) ||
-                (!u->name().empty() && u->type() == SOCK_DGRAM && !mutual(*u)))
-                TRY_VOID_CTX(create_plain(*u), "{}", sk_name(*u));
-        // 2. Pairs (both ends in the dump) and ends whose peer was closed.
-        for (auto& [ino, u] : members_) {
-            if (fds_.contains(ino))
-                continue;
-            if (mutual(*u))
-                TRY_VOID_CTX(create_pair(*u, peer_of(*u)), "{}", sk_name(*u));
-            else if (u->peer_closed())
-                TRY_VOID_CTX(create_pair(*u, nullptr), "{}", sk_name(*u));
-        }
-        // 3. Clients queued in a listener, in its queue order.
-        for (auto& [ino, u] : members_) {
-            if (u->state() != kStateListen)
-                continue;
-            for (uint64_t cino : u->icons())
-                if (auto m = members_.find(cino); m != members_.end() && m->second->listener_ino() == ino &&
-                                                  !fds_.contains(cino)) {
-                        const images::UnixSocket* cl = m->second;
-                        UniqueFd fd = TRY_CTX(new_socket(*cl), "{}", sk_name(*cl));
-                        TRY_VOID_CTX(bind_name(fd.get(), *cl), "{}", sk_name(*cl));
-                        TRY_VOID_CTX(connect_to(fd.get(), u->name(), u->bind_dir(), true),
-                                     "{}: queueing its connection in {}", sk_name(*cl), sk_name(*u));
-                        fds_[cino] = std::move(fd);
-                    }
-        }
-        // 4. The rest: unconnected sockets and the senders of one-way datagram connections,
-        //    connected once every named socket exists.
-        for (auto& [ino, u] : members_) {
-            if (fds_.contains(ino))
-                continue;
-            if (u->listener_ino() || (u->peer_ino() && !peer_of(*u)))
-                return failf(EINVAL, "{}: its peer {} is not in this image set", sk_name(*u), u->peer_ino());
-            UniqueFd fd = TRY_CTX(new_socket(*u), "{}", sk_name(*u));
-            TRY_VOID_CTX(bind_name(fd.get(), *u), "{}", sk_name(*u));
-            fds_[ino] = std::move(fd);
-        }
-        for (auto& [ino, u] : members_) {
-            const images::UnixSocket* p = peer_of(*u);
-            if (p && p->peer_ino() != ino) {
-                if (p->name().empty())
-                    return failf(EINVAL, "{}: connected to {}, which has no name to connect to", sk_name(*u),
-                                 sk_name(*p));
-                TRY_VOID_CTX(connect_to(fds_.at(ino).get(), p->name(), p->bind_dir(), false), "{}", sk_name(*u));
-            } else if (!u->ext_peer_name().empty() && u->peer_ino() == 0 && u->state() == kStateConnected) {
-                TRY_VOID_CTX(connect_to(fds_.at(ino).get(), u->ext_peer_name(), {}, false), "{} (--ext-unix-sk)",
-                             sk_name(*u));
-            }
-        }
-        // 5. Options, queued data (written by the peer), shutdown, peek offset.
-        for (auto& [ino, u] : members_)
-            TRY_VOID_CTX(finish(*u), "{}", sk_name(*u));
-        for (auto& [ino, u] : members_)
-            if (u->shutdown())
-                if (shutdown(fds_.at(ino).get(), u->shutdown() == 3 ? SHUT_RDWR : u->shutdown() == 1 ? SHUT_RD : SHUT_WR) != 0)
-                    return fail_errno("{}: shutdown {}", sk_name(*u), u->shutdown());
-        for (auto& [ino, fd] : fds_)
-            c_.sockets[ino] = TRY(c_.to_high(std::move(fd)));
-        return {};
-    }
-
-private:
-    bool mutual(const images::UnixSocket& u) const {
-        const images::UnixSocket* p = peer_of(u);
-        return p && p->peer_ino() == u.ino();
-    }
-
-    const images::UnixSocket* peer_of(const images::UnixSocket& u) const {
-        if (u.listener_ino() || !u.peer_ino())
-            return nullptr;
-        auto it = members_.find(u.peer_ino());
-        return it == members_.end() ? nullptr : it->second;
-    }
-
-    Expected<UniqueFd> new_socket(const images::UnixSocket& u) {
-        UniqueFd fd(socket(AF_UNIX, u.type() | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-        if (!fd)
-            return fail_errno("socket(AF_UNIX, {})", u.type());
-        return fd;
-    }
-
-    Status create_plain(const images::UnixSocket& u) {
-        UniqueFd fd = TRY(new_socket(u));
-        TRY_VOID(bind_name(fd.get(), u));
-        if (u.state() == kStateListen && listen(fd.get(), static_cast<int>(u.backlog())) != 0)
-            return fail_errno("listen with backlog {}", u.backlog());
-        fds_[u.ino()] = std::move(fd);
-        return {};
-    }
-
-    Status create_pair(const images::UnixSocket& u, const images::UnixSocket* p) {
-        int sv[2];
-        if (socketpair(AF_UNIX, u.type() | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0)
-            return fail_errno("socketpair({})", u.type());
-        UniqueFd a(sv[0]), b(sv[1]);
-        // Datagram ends keep their names (a bound datagram socket may be connected); a stream
-        // end's name is its listener's, which is taken.
-        if (u.type() == SOCK_DGRAM) {
-            TRY_VOID(bind_name(a.get(), u));
-            if (p)
-                TRY_VOID(bind_name(b.get(), *p));
-        }
-        fds_[u.ino()] = std::move(a);
-        if (p)
-            fds_[p->ino()] = std::move(b);
-        else
-            closed_peer_[u.ino()] = std::move(b);
-        return {};
-    }
-
-    Status finish(const images::UnixSocket& u) {
-        int fd = fds_.at(u.ino()).get();
-        int on = u.passcred();
-        if (on && setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
-            return fail_errno("SO_PASSCRED");
-        if (u.queue_size()) {
-            // Who can put data into this socket's queue: its peer, the temporary end standing
-            // for a closed peer, or (a named datagram socket) anyone sending to its name.
-            int writer = -1;
-            std::string to;
-            UniqueFd tmp;
-            if (auto it = closed_peer_.find(u.ino()); it != closed_peer_.end()) {
-                writer = it->second.get();
-            } else if (mutual(u)) {
-                writer = fds_.at(u.peer_ino()).get();
-            } else if (u.type() == SOCK_DGRAM && !u.name().empty() && !u.peer_ino()) {
-                tmp.reset(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-                if (!tmp)
-                    return fail_errno("socket for writing back queued datagrams");
-                writer = tmp.get();
-                to = u.name();
-            } else {
-                return failf(ENOTSUP, "{} queued packet(s) and no peer that could have sent them", u.queue_size());
-            }
-            for (const auto& q : u.queue())
-                TRY_VOID(send_all(writer, q, to, to.empty() ? std::string() : u.bind_dir()));
-        }
-        closed_peer_.erase(u.ino());
-        if (u.name_unlinked() && !u.name().empty() && u.name()[0] != '\0') {
-            Status st = in_dir(u.bind_dir(), [&]() -> Status {
-                if (unlink(u.name().c_str()) != 0)
-                    return fail_errno("unlinking {} (it was unlinked at dump time)", u.name());
-                return {};
-            });
-            TRY_VOID(st);
-        }
-        if (u.peek_off() >= 0) {
-            int off = u.peek_off();
-            if (setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) != 0)
-                return fail_errno("SO_PEEK_OFF {}", off);
-        }
-        return {};
-    }
-
-    KindRestoreContext& c_;
-    std::map<uint64_t, const images::UnixSocket*> members_;
-    std::map<uint64_t, UniqueFd> fds_;
-    std::map<uint64_t, UniqueFd> closed_peer_;
-};
-
 Expected<UniqueFd> open_unix(KindRestoreContext& c, const images::FileEntry& e) {
     const auto& u = e.unix_sk();
     if (!c.sockets.contains(u.ino())) {
         if (!c.files)
             return fail(EINVAL, "no file table to find the socket's peers in");
         uint64_t group = u.group_ino() ? u.group_ino() : u.ino();
-        UnixGroupBuilder b(c, group);
-        TRY_VOID(b.build());
+        TRY_VOID(build_unix_group(c, group));
     }
     auto it = c.sockets.find(u.ino());
     if (it == c.sockets.end())
@@ -603,6 +449,8 @@ Status SocketDumpState::finish_unix(std::vector<images::FileEntry>& files, bool 
                                                "accepted yet (not supported)", where, seen.wqueue));
             u->set_listener_ino(l->second);
             u->set_peer_closed(false);
+            u->clear_closed_peer_name();
+            u->set_accept_listener_ino(0);
             unite(ino, l->second);
         } else if (uint64_t p = u->peer_ino()) {
             if (by_ino.contains(p)) {
@@ -622,6 +470,44 @@ Status SocketDumpState::finish_unix(std::vector<images::FileEntry>& files, bool 
         }
         if (u->type() != SOCK_DGRAM || u->peer_ino() == 0)
             u->clear_ext_peer_name();
+    }
+    // The listener an accepted socket came from is created with it, if it is in the dump.
+    for (auto& [ino, u] : by_ino) {
+        uint64_t l = u->accept_listener_ino();
+        if (!l)
+            continue;
+        if (by_ino.contains(l) && by_ino.at(l)->state() == kStateListen)
+            unite(ino, l);
+        else
+            u->set_accept_listener_ino(0);
+    }
+    // A queued datagram's sender in the dump sends it again on restore: created together.
+    std::multimap<std::string, uint64_t> dgram_names;
+    for (auto& [ino, u] : by_ino)
+        if (u->type() == SOCK_DGRAM && !u->name().empty())
+            dgram_names.emplace(u->name(), ino);
+    for (auto& [ino, u] : by_ino) {
+        if (!u->queue_sender_size())
+            continue;
+        const images::UnixSocket* peer = u->peer_ino() && by_ino.contains(u->peer_ino()) ? by_ino.at(u->peer_ino())
+                                                                                         : nullptr;
+        size_t others = 0;
+        for (const auto& s : u->queue_sender()) {
+            if (peer || u->peer_ino() || u->state() == kStateConnected) {
+                // A connected socket takes datagrams from its peer only; earlier ones come back
+                // as the peer's.
+                if (s != (peer ? peer->name() : u->ext_peer_name()))
+                    ++others;
+                continue;
+            }
+            if (auto [b, e] = dgram_names.equal_range(s); b != e)
+                unite(ino, b->second);
+        }
+        if (others) {
+            const UnixSeen& seen = unix_seen_.at(ino);
+            log.warn("files", "pid {} fd {}: {} datagram(s) queued before the socket was connected come back as sent "
+                              "by its peer", seen.pid, seen.fd, others);
+        }
     }
     // Every queued connection needs its client in the dump.
     for (auto& [ino, u] : by_ino) {

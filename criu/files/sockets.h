@@ -40,6 +40,9 @@ public:
     // was not there yet.
     Expected<const UnixDiag*> unix_info(uint32_t ino);
     void unix_dumped(uint64_t ino, UnixSeen seen) { unix_seen_[ino] = seen; }
+    // Every unix socket of the last sock_diag query (null before unix_info()): an accepted
+    // socket's listener is found by its name.
+    const std::map<uint32_t, UnixDiag>* unix_all() const { return unix_diag_ ? &*unix_diag_ : nullptr; }
 
     // After every process: checks that every unix peer and queued connection is in the dump
     // (or may stay outside with --ext-unix-sk), and sets group_ino (sockets created together).

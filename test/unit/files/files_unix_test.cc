@@ -307,6 +307,143 @@ TEST_CASE("hostile unix socket records are refused before anything is created") 
         u.set_flags(O_WRONLY);
         CHECK_THAT(load(f), Catch::Contains("unix socket ino 100: open flags"));
     }
+    SECTION("datagram sender names on a stream socket") {
+        u.add_queue("abc");
+        u.add_queue_sender("x");
+        CHECK_THAT(load(f), Catch::Contains("files.img record 1 (file id 1): unix socket ino 100: 1 sender names for "
+                                            "1 queued packets of a socket of type 1"));
+    }
+    SECTION("fewer sender names than queued datagrams") {
+        u.set_type(SOCK_DGRAM);
+        f[1].mutable_unix_sk()->set_type(SOCK_DGRAM);
+        u.add_queue("a");
+        u.add_queue("b");
+        u.add_queue_sender("");
+        CHECK_THAT(load(f), Catch::Contains("unix socket ino 100: 1 sender names for 2 queued packets"));
+    }
+    SECTION("a sender name longer than sun_path") {
+        u.set_type(SOCK_DGRAM);
+        f[1].mutable_unix_sk()->set_type(SOCK_DGRAM);
+        u.add_queue("a");
+        u.add_queue_sender(std::string(200, 's'));
+        CHECK_THAT(load(f), Catch::Contains("unix socket ino 100: queued datagram 0: sender name of 200 bytes is "
+                                            "longer than sun_path"));
+    }
+    SECTION("a sender path name with a NUL byte") {
+        u.set_type(SOCK_DGRAM);
+        f[1].mutable_unix_sk()->set_type(SOCK_DGRAM);
+        u.add_queue("a");
+        u.add_queue_sender(std::string("/s\0x", 4));
+        CHECK_THAT(load(f), Catch::Contains("queued datagram 0: sender name \"/s\" contains a NUL byte"));
+    }
+    SECTION("an unnamed socket marked accepted") {
+        u.set_accepted(true);
+        CHECK_THAT(load(f), Catch::Contains("files.img record 1 (file id 1): unix socket ino 100: marked accepted, "
+                                            "but not a named connected stream or seqpacket end"));
+    }
+    SECTION("a datagram socket marked accepted") {
+        u.set_type(SOCK_DGRAM);
+        f[1].mutable_unix_sk()->set_type(SOCK_DGRAM);
+        u.set_name(std::string("\0dg", 3));
+        u.set_accepted(true);
+        CHECK_THAT(load(f), Catch::Contains("marked accepted, but not a named connected stream"));
+    }
+    SECTION("a listener to be accepted from, on a socket that was not accepted") {
+        u.set_accept_listener_ino(7);
+        CHECK_THAT(load(f), Catch::Contains("unix socket ino 100: a listener 7 it was accepted from, but it is not "
+                                            "an accepted socket"));
+    }
+    SECTION("accepted from itself") {
+        u.set_name(std::string("\0l", 2));
+        u.set_accepted(true);
+        u.set_accept_listener_ino(100);
+        CHECK_THAT(load(f), Catch::Contains("unix socket ino 100: a listener 100 it was accepted from"));
+    }
+    SECTION("a closed peer's name on a socket whose peer is there") {
+        u.set_closed_peer_name("/x.sock");
+        CHECK_THAT(load(f), Catch::Contains("unix socket ino 100: the name of a closed peer, but its peer was not "
+                                            "closed"));
+    }
+    SECTION("a closed peer's name longer than sun_path") {
+        u.set_peer_ino(0);
+        u.set_peer_closed(true);
+        f[1].mutable_unix_sk()->set_peer_ino(0);
+        u.set_closed_peer_name(std::string(120, 'p'));
+        CHECK_THAT(load(f), Catch::Contains("unix socket ino 100: closed peer's name of 120 bytes is longer"));
+    }
+}
+
+TEST_CASE("accepted sockets and datagram senders keep their names through dump and restore") {
+    TempDir images, work;
+    std::string lpath = work / "l.sock", cpath = work / "c.sock", spath = work / "s.sock", dpath = work / "d.sock";
+    auto addr = [](const std::string& p) {
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::strcpy(a.sun_path, p.c_str());
+        return a;
+    };
+    pid_t pid = spawn_ready_child([&] {
+        if (!stdio_null_rest_closed())
+            return false;
+        sockaddr_un la = addr(lpath), ca = addr(cpath), sa = addr(spath), da = addr(dpath);
+        int l = socket(AF_UNIX, SOCK_STREAM, 0), c = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (bind(l, reinterpret_cast<sockaddr*>(&la), sizeof la) != 0 || listen(l, 2) != 0 || !place(l, 5))
+            return false;
+        if (bind(c, reinterpret_cast<sockaddr*>(&ca), sizeof ca) != 0 ||
+            connect(c, reinterpret_cast<sockaddr*>(&la), sizeof la) != 0 || !place(c, 6))
+            return false;
+        int a = accept(5, nullptr, nullptr);
+        if (a < 0 || !place(a, 7))
+            return false;
+        int d = socket(AF_UNIX, SOCK_DGRAM, 0), s = socket(AF_UNIX, SOCK_DGRAM, 0);
+        if (bind(d, reinterpret_cast<sockaddr*>(&da), sizeof da) != 0 || !place(d, 8) ||
+            bind(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
+            return false;
+        // The sender is closed and its file removed: only its name is left, in the queue.
+        if (sendto(s, "named", 5, 0, reinterpret_cast<sockaddr*>(&da), sizeof da) != 5 || close(s) != 0 ||
+            unlink(sa.sun_path) != 0)
+            return false;
+        int anon = socket(AF_UNIX, SOCK_DGRAM, 0);
+        return sendto(anon, "anon", 4, 0, reinterpret_cast<sockaddr*>(&da), sizeof da) == 4 && close(anon) == 0;
+    });
+    REQUIRE(pid > 0);
+    Log log(0);
+    REQUIRE(dump_and_kill(pid, images.fd(), log) == "");
+    auto files = dumped_files(images.fd(), pid);
+    const auto& acc = files.at(7).unix_sk();
+    CHECK(acc.accepted());
+    CHECK(acc.accept_listener_ino() == files.at(5).unix_sk().ino());
+    CHECK(acc.name() == lpath);
+    CHECK_FALSE(files.at(6).unix_sk().accepted());
+    const auto& d = files.at(8).unix_sk();
+    CHECK(std::vector<std::string>(d.queue_sender().begin(), d.queue_sender().end()) ==
+          std::vector<std::string>{spath, ""});
+
+    auto name = [](int fd, bool peer) {
+        sockaddr_un a{};
+        socklen_t len = sizeof a;
+        int r = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len)
+                     : getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+        return r == 0 && len > offsetof(sockaddr_un, sun_path) ? std::string(a.sun_path) : std::string();
+    };
+    std::string report = restore_and_check(images.fd(), pid, log, [&] {
+        expect(name(7, false) == lpath, "the accepted end's name");
+        expect(name(7, true) == cpath, "the accepted end's peer name");
+        expect(name(6, false) == cpath && name(6, true) == lpath, "the client's names");
+        char buf[16];
+        sockaddr_un from{};
+        socklen_t flen = sizeof from;
+        expect(recvfrom(8, buf, sizeof buf, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &flen) == 5 &&
+                   std::string(from.sun_path) == spath,
+               "the first datagram's sender name");
+        flen = sizeof from;
+        expect(recvfrom(8, buf, sizeof buf, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &flen) == 4 &&
+                   flen <= offsetof(sockaddr_un, sun_path),
+               "the second datagram's sender is unnamed");
+        struct stat st{};
+        expect(lstat(spath.c_str(), &st) != 0 && errno == ENOENT, "the gone sender's file stays gone");
+    });
+    CHECK(report == "");
 }
 
 TEST_CASE("a socketpair with data both ways and a listener with a queued client survive dump and restore") {
