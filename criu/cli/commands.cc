@@ -193,6 +193,12 @@ int cmd_migrate(const CommandArgs& cmd, const Options& opts) {
     mo.max_downtime_ms = static_cast<int>(opts.max_downtime_ms);
     mo.post_copy = cmd.post_copy;
     mo.lazy_restore = !cmd.no_lazy_restore;
+    if (cmd.throttle && cmd.no_throttle) {
+        Status bad = fail(EINVAL, "--throttle and --no-throttle contradict each other");
+        return report(log, "migrate", bad.error());
+    }
+    if (cmd.throttle || cmd.no_throttle)
+        mo.throttle = cmd.throttle;
     auto r = run_migrate(mo, log);
     return r ? 0 : report(log, "migrate", r.error());
 }

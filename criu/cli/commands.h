@@ -26,6 +26,8 @@ struct CommandArgs {
     std::string cache_size;      // migrate --cache-size N[K|M|G]
     std::string cache_mode;      // migrate --cache-mode writeback|writethrough
     std::string cache_policy;    // migrate --cache-policy lru|fifo
+    bool throttle = false;       // migrate --throttle
+    bool no_throttle = false;    // migrate --no-throttle
 };
 
 // Runs one command; returns the process exit code. Prints the final error, if any,

@@ -101,6 +101,10 @@ int main(int argc, char** argv) {
                    "migrate: writeback (default: acknowledged on the local SSD, sent in the background) or "
                    "writethrough (acknowledged once the destination has it)");
     app.add_option("--cache-policy", cmd.cache_policy, "migrate: eviction order of the SSD cache, lru (default) or fifo");
+    app.add_flag("--throttle", cmd.throttle,
+                 "migrate: when pre-copy does not converge, throttle the process's CPU through a cgroup until it "
+                 "does (the default without --post-copy; with it, throttle first and post-copy only if that fails)");
+    app.add_flag("--no-throttle", cmd.no_throttle, "migrate: never throttle the process");
     app.add_flag("--no-lazy-restore", cmd.no_lazy_restore,
                  "migrate: the destination fills all memory before the process runs (a longer pause)");
 

@@ -9,9 +9,12 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 
 #include "criu/dump/dump.h"
 #include "migrate/cache/byte_io.h"
+#include "migrate/live/cgroup_throttle.h"
+#include "migrate/live/convergence.h"
 #include "migrate/live/file_transfer.h"
 #include "migrate/live/post_copy.h"
 #include "migrate/net/page_transfer.h"
@@ -24,6 +27,25 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr int kMaxRounds = 30;
+
+// utime + stime of the process (all its threads), in seconds; -1 if unreadable.
+double process_cpu_seconds(pid_t pid) {
+    std::ifstream f(fmt::format("/proc/{}/stat", pid));
+    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    size_t rp = s.rfind(')');
+    if (rp == std::string::npos)
+        return -1;
+    std::istringstream in(s.substr(rp + 2));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && in >> field; i++) {  // fields 3.. after "pid (comm)"
+        if (i == 14)
+            utime = std::strtoull(field.c_str(), nullptr, 10);
+        if (i == 15)
+            stime = std::strtoull(field.c_str(), nullptr, 10);
+    }
+    return double(utime + stime) / double(::sysconf(_SC_CLK_TCK));
+}
 
 uint64_t ms_since(Clock::time_point t) {
     return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
@@ -128,11 +150,12 @@ std::string MigrateStats::to_json() const {
                        "  \"chunks_sent\": {},\n  \"dedup_ratio\": {:.3f},\n  \"compression_ratio\": {:.3f},\n"
                        "  \"lazy_restore\": {},\n  \"fill_ms\": {},\n  \"fill_faults\": {},\n"
                        "  \"post_copy\": {},\n  \"postcopy_pages\": {},\n  \"postcopy_requests\": {},\n"
-                       "  \"postcopy_pages_served\": {},\n  \"postcopy_bytes\": {}\n}}\n",
+                       "  \"postcopy_pages_served\": {},\n  \"postcopy_bytes\": {},\n"
+                       "  \"throttled\": {},\n  \"throttle_min_cpu_pct\": {:.1f},\n  \"throttle_rounds\": {}\n}}\n",
                        rounds.size(), r, downtime_ms, total_ms, bytes_sent, pages_sent, image_bytes, restore_ms, chunks_sent,
                        dedup, compression, lazy_restore ? "true" : "false", fill_ms, fill_faults,
                        post_copy ? "true" : "false", postcopy_pages, postcopy_requests, postcopy_pages_served,
-                       postcopy_bytes);
+                       postcopy_bytes, throttled ? "true" : "false", throttle_min_cpu_pct, throttle_rounds);
 }
 
 Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
@@ -221,20 +244,37 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
         return o;
     };
 
-    // Pre-copy while the process runs. The controller compares what the last round had to
-    // send again (the pages dirtied while it ran) with the bandwidth measured in that round,
-    // and stops once the rest fits the downtime target; also after kMaxRounds, or when a
-    // round no longer shrinks the dirty set by a tenth (the process writes as fast as we send).
+    // Pre-copy while the process runs. The controller (convergence.h) compares what the
+    // last round had to send again (the pages dirtied while it ran) with the bandwidth
+    // measured in that round, and stops once the rest fits the downtime target; a round that
+    // no longer shrinks the dirty set by a tenth, or the last of max_rounds, means the process
+    // writes as fast as we send: then it is throttled and the rounds go on, or they end.
     std::string prev;
     bool converged = false;
     stats.rounds.reserve(kMaxRounds + 1);
-    for (int k = 1; k <= opts.max_rounds; ++k) {
+    // Rounds that do not converge: throttle the process's CPU through a cgroup (default
+    // without --post-copy; --throttle / --no-throttle choose). Set up before anything is
+    // frozen; released on every path (its destructor), leaving the source as it was.
+    const bool may_throttle = opts.throttle.value_or(!opts.post_copy) && opts.max_rounds > 0;
+    std::unique_ptr<CgroupThrottle> throttle;
+    if (may_throttle) {
+        auto t = CgroupThrottle::create(pid, log);
+        if (t)
+            throttle = std::move(*t);
+        else if (opts.throttle.value_or(false))
+            return std::unexpected(std::move(t.error().add_context("--throttle")));
+        else
+            log.warn("migrate", "no throttle if pre-copy does not converge: {}", t.error().str());
+    }
+    ConvergenceController controller(opts.max_downtime_ms, opts.max_rounds, throttle != nullptr);
+    for (int k = 1; opts.max_rounds > 0 && k <= ConvergenceController::kMaxRounds; ++k) {
         std::string name = fmt::format("round-{}", k);
         TRY_VOID(begin_set(name));
         stats.rounds.emplace_back();
         cur = &stats.rounds.back();
         auto t_round = Clock::now();
         uint64_t bytes0 = ch.bytes_sent();
+        double cpu0 = process_cpu_seconds(pid);
         progress.show(fmt::format("round {}", k));
         DumpHooks pre;
         pre.page_sinks = sinks;
@@ -247,19 +287,35 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
         cur->bytes = ch.bytes_sent() - bytes0;
         prev = name;
         double bw = double(cur->bytes) / (double(cur->ms) / 1000.0);  // bytes/s, reading included
-        double rest_ms = double(cur->pages) * 4096.0 / std::max(bw, 1.0) * 1000.0;
+        double cpu1 = process_cpu_seconds(pid);
+        auto d = controller.after_round(ConvergenceRound{cur->pages, cur->bytes, cur->ms,
+                                                         cpu0 >= 0 && cpu1 >= cpu0 ? (cpu1 - cpu0) * 1000.0 / double(cur->ms) : 0});
         log.info("migrate", "round {}: {} pages, {} bytes in {} ms ({:.0f} MiB/s); the rest would take ~{:.0f} ms",
-                 k, cur->pages, cur->bytes, cur->ms, bw / (1 << 20), rest_ms);
-        if (rest_ms <= opts.max_downtime_ms) {
+                 k, cur->pages, cur->bytes, cur->ms, bw / (1 << 20), d.rest_ms);
+        using A = ConvergenceController::Action;
+        if (d.action == A::converged) {
             log.info("migrate", "converged after round {}: the rest fits {} ms", k, opts.max_downtime_ms);
             converged = true;
             break;
         }
-        if (k >= 3 && cur->pages * 10 > stats.rounds[stats.rounds.size() - 2].pages * 9) {
-            log.info("migrate", "round {} did not shrink the dirty set ({} pages after {}): stopping the rounds", k,
-                     cur->pages, stats.rounds[stats.rounds.size() - 2].pages);
+        if (d.action == A::give_up) {
+            log.info("migrate", "round {} did not converge ({} pages after {}{}): stopping the rounds", k, cur->pages,
+                     stats.rounds.size() >= 2 ? stats.rounds[stats.rounds.size() - 2].pages : 0,
+                     controller.throttling() ? fmt::format(", throttled to {:.0f}% of a CPU", controller.cpus() * 100)
+                                             : std::string());
             break;
         }
+        if (d.action == A::throttle) {
+            log.info("migrate", "round {} does not converge ({} pages): throttling pid {} to {:.1f}% of a CPU", k,
+                     cur->pages, pid, d.cpus * 100);
+            TRY_VOID_CTX(throttle->set(d.cpus), "throttling pid {} (pre-copy does not converge)", pid);
+            stats.throttled = true;
+            stats.throttle_min_cpu_pct = controller.min_cpus() * 100;
+        }
+        if (stats.throttled)
+            stats.throttle_rounds++;
+        else if (k >= opts.max_rounds)
+            break;
     }
 
     // Not converged: with --post-copy the last round sends what the destination cannot fetch
@@ -280,7 +336,13 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
     Clock::time_point t_frozen{}, t_round = Clock::now();
     uint64_t bytes_before = ch.bytes_sent();
     DumpHooks hooks;
-    hooks.on_frozen = [&] { t_frozen = Clock::now(); };
+    hooks.on_frozen = [&] {
+        t_frozen = Clock::now();
+        // Frozen: the throttle has done its work (a failure only leaves the limit until release).
+        if (throttle)
+            if (Status st = throttle->lift(); !st)
+                log.warn("migrate", "lifting the throttle: {}", st.error().str());
+    };
     hooks.page_sinks = sinks;
     if (post)
         hooks.page_sinks = [&](int64_t id, const PageWriterOptions& o) -> Expected<std::unique_ptr<PageSink>> {
@@ -411,6 +473,11 @@ Expected<MigrateStats> run_migrate(const MigrateOptions& opts, Log& log) {
         stats.chunk_raw_bytes_sent = remote->raw_bytes_sent();
         stats.chunk_stored_bytes_sent = remote->stored_bytes_sent();
         stats.chunks_sent = remote->chunks_sent();
+    }
+    if (throttle) {
+        // The source was killed: its processes leave the throttle cgroup as they exit.
+        if (Status st = throttle->release(); !st)
+            log.warn("migrate", "the throttle cgroup: {}", st.error().str());
     }
     (void)ch.send(MsgType::bye, {});
     stats.bytes_sent = ch.bytes_sent();

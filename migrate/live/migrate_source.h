@@ -3,7 +3,8 @@
 //
 // Pre-copy rounds while the process runs (pre-dumps, each an increment of the one before),
 // until what the last round had to send again fits --max-downtime-ms at the bandwidth that
-// round measured (or a round stops shrinking the dirty set, or max_rounds); then the frozen
+// round measured (or a round stops shrinking the dirty set, or max_rounds; then the process
+// may be throttled through a cgroup until the rounds converge: convergence.h); then the frozen
 // dump of what changed since, and the rest of the state. Every set's pages go both to the
 // destination and into a private scratch directory (where the next increment finds its
 // parent), the other images are sent from there; the destination restores the chain and
@@ -42,6 +43,11 @@ struct MigrateOptions {
     // The destination lets the process run once its non-memory state is restored and fills
     // its memory in the background (serve.h); false: every page is in before it runs.
     bool lazy_restore = true;
+    // Rounds that do not converge: throttle the process's CPU through a cgroup until they
+    // do (convergence.h, cgroup_throttle.h). nullopt: throttle unless post_copy is set
+    // (post-copy was asked for); true with post_copy: throttle first, post-copy if even
+    // the strongest throttle does not converge.
+    std::optional<bool> throttle;
     ChannelOptions channel;
     int restore_timeout_ms = 300000;
 };
@@ -70,6 +76,9 @@ struct MigrateStats {
     uint64_t postcopy_requests = 0;  // page requests answered after the freeze
     uint64_t postcopy_pages_served = 0;
     uint64_t postcopy_bytes = 0;     // on the wire from `released` to `done`
+    bool throttled = false;           // the process was throttled through a cgroup
+    double throttle_min_cpu_pct = 0;  // the strongest limit, in % of one CPU
+    uint64_t throttle_rounds = 0;     // rounds run throttled
     bool cache_used = false;
     uint64_t chunks_sent = 0, chunk_raw_bytes_sent = 0, chunk_stored_bytes_sent = 0;
     std::string to_json() const;

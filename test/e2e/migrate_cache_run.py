@@ -24,6 +24,7 @@ Scenarios:
                      source is back in its own cgroup, unthrottled, and PASSes
 """
 import argparse
+import glob
 import json
 import os
 import signal
@@ -224,10 +225,114 @@ def scenario_cache_dest_killed(r, hosts):
     r.finish_remote(host_pid)
 
 
+def cpu_cgroup_of(pid):
+    """The cpu controller's line of /proc/PID/cgroup ('2:cpu:/path'), or the v2 one."""
+    lines = read(f"/proc/{pid}/cgroup").splitlines()
+    for l in lines:
+        if "cpu" in l.split(":")[1].split(","):
+            return l
+    return next((l for l in lines if l.startswith("0::")), "")
+
+
+def throttle_dirs(line):
+    """criu-throttle-* cgroups below the cgroup of a /proc/PID/cgroup line, in every mounted
+    hierarchy (the test runs in the host's mount namespace, where they are mounted)."""
+    path = line.split(":", 2)[2].lstrip("/")
+    pats = [os.path.join("/sys/fs/cgroup", path, "criu-throttle-*"),
+            os.path.join("/sys/fs/cgroup", "*", path, "criu-throttle-*")]
+    return sorted(set(d for p in pats for d in glob.glob(p)))
+
+
+def throttle_workload(r):
+    """mig_writer with 10 us of CPU work after every page: it dirties its 8 MiB as fast as
+    the CPU it gets allows (~390 MiB/s on a whole CPU), far above the 200 Mbit/s link."""
+    r.a.workload = [r.a.workload[0], "16", "8", "100000", "10"]
+    return r.start_workload()
+
+
+def scenario_throttle(r, hosts):
+    slow_link(hosts, "200mbit")
+    pid = throttle_workload(r)
+    before = cpu_cgroup_of(pid)
+    r.port = free_port()
+    dest = os.path.join(r.tmp, "dest-cache")
+    srv = serve(r, hosts, dest, "serve")
+    stats = os.path.join(r.tmp, "stats.json")
+    m = r.criu(migrate_cmd(r, pid, ["--stats-json", stats]), wrap=hosts.in_a, background=True)
+    seen = set()
+    while m.poll() is None:
+        if alive(pid):
+            seen.add(cpu_cgroup_of(pid))
+        time.sleep(0.02)
+    out = m.stdout.read()
+    if out.strip():
+        print(out.rstrip())
+    if m.returncode != 0:
+        raise Failure(f"criu migrate failed ({m.returncode})")
+    host_pid, st = landed(r, hosts, pid, srv, stats)
+    log(f"throttled {st['throttled']}: down to {st['throttle_min_cpu_pct']}% of a CPU, {st['throttle_rounds']} "
+        f"throttled rounds; cgroups seen: {sorted(seen)}")
+    if not st["throttled"] or st["throttle_rounds"] == 0:
+        raise Failure(f"pre-copy against a writer faster than the link was not throttled: {st}")
+    if not any("criu-throttle-" in s for s in seen):
+        raise Failure(f"the process was never seen in a throttle cgroup (only in {sorted(seen)}, was {before})")
+    if st["post_copy"]:
+        raise Failure("post-copy happened although throttling is the default")
+    mlog = read(os.path.join(r.tmp, "migrate.log"))
+    if "converged after round" not in mlog:
+        raise Failure("the throttled rounds never converged")
+    left = [d for d in throttle_dirs(before) if f"-{pid}." in d]
+    if left:
+        raise Failure(f"the throttle cgroup is still there: {left}")
+    no_staging(dest)
+    r.finish_remote(host_pid)
+
+
+def scenario_throttle_fail(r, hosts):
+    """The destination dies while the source is throttled: the source ends up in its own
+    cgroup again, without a limit, and PASSes."""
+    slow_link(hosts, "200mbit")
+    pid = throttle_workload(r)
+    before = cpu_cgroup_of(pid)
+    r.port = free_port()
+    dest = os.path.join(r.tmp, "dest-cache")
+    srv = serve(r, hosts, dest, "serve")
+    m = r.criu(migrate_cmd(r, pid, ["--throttle"]), wrap=hosts.in_a, background=True)
+    wait_for(lambda: "criu-throttle-" in cpu_cgroup_of(pid) or m.poll() is not None, 120,
+             "the source to be throttled")
+    if m.poll() is not None:
+        raise Failure(f"criu migrate ended ({m.returncode}) before it throttled the source")
+    throttled_in = cpu_cgroup_of(pid)
+    log(f"the source is throttled in {throttled_in}: killing the destination")
+    victims = [p for p in hosts.b_processes()]
+    for p in victims:
+        os.kill(p, signal.SIGKILL)
+    rc = m.wait(120)
+    out = m.stdout.read()
+    if out.strip():
+        print(out.rstrip())
+    if rc == 0:
+        raise Failure("criu migrate succeeded although the destination died")
+    r.source_intact(pid)
+    after = cpu_cgroup_of(pid)
+    if after != before:
+        raise Failure(f"the source was in {before} and is now in {after}")
+    left = [d for d in throttle_dirs(before) if f"-{pid}." in d]
+    if left:
+        raise Failure(f"the throttle cgroup is still there: {left}")
+    srv.wait(30)
+    # (A SIGKILLed serve leaves its staging directory to the next serve: e2e.migrate.dest-killed.)
+    if hosts.b_processes():
+        raise Failure(f"processes left in the destination: {hosts.b_processes()}")
+    r.finish_local(pid)
+
+
 SCENARIOS = {
     "cache-writeback": scenario_cache_writeback,
     "cache-disk-full": scenario_cache_disk_full,
     "cache-dest-killed": scenario_cache_dest_killed,
+    "throttle": scenario_throttle,
+    "throttle-fail": scenario_throttle_fail,
 }
 
 

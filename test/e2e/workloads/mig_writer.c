@@ -6,7 +6,10 @@
  * reports the longest gap it saw between two consecutive clock readings (the pause a
  * migration caused it) and prints PASS.
  *
- *   mig_writer STATIC_MIB DYNAMIC_MIB RATE_MIB_S
+ *   mig_writer STATIC_MIB DYNAMIC_MIB RATE_MIB_S [SPIN_US]
+ *
+ * SPIN_US: CPU work (a busy loop) after every page, so that the rate it dirties memory at
+ * follows the CPU it gets (the migration's cgroup throttle test).
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -39,6 +42,7 @@ int main(int argc, char **argv) {
     size_t static_len = strtoul(argv[1], NULL, 10) << 20;
     size_t dyn_pages = (strtoul(argv[2], NULL, 10) << 20) / PG;
     double rate_pages_s = strtod(argv[3], NULL) * (1 << 20) / PG;
+    uint64_t spin_ns = argc > 4 ? (uint64_t)(strtod(argv[4], NULL) * 1000) : 0;
     if (dyn_pages == 0 || rate_pages_s <= 0)
         zdtm_fail("need a dynamic area and a rate");
 
@@ -78,6 +82,14 @@ int main(int argc, char **argv) {
         w[0] = gen; /* last: a page whose header says gen holds gen's words */
         written++;
         page = (page + 1) % dyn_pages;
+        /* CPU time, not wall time: a throttled writer does less per second. */
+        if (spin_ns) {
+            struct timespec c0, c1;
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+            do
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+            while ((uint64_t)(c1.tv_sec - c0.tv_sec) * 1000000000ull + (uint64_t)(c1.tv_nsec - c0.tv_nsec) < spin_ns);
+        }
     }
 
     for (size_t off = 0; off < static_len; off += 8) {
