@@ -17,12 +17,18 @@ ConvergenceController::Decision ConvergenceController::after_round(const Converg
     }
     if (throttling()) {
         throttled_rounds_++;
+        const uint64_t before = rounds_[n - 2].pages;  // a throttle follows a round: n >= 2
         if (n >= size_t(kMaxRounds)) {
             d.action = Action::give_up;
         } else if (cpus_ <= kMinCpus) {
-            d.action = ++rounds_at_floor_ >= 2 ? Action::give_up : Action::another_round;
-        } else if (throttled_rounds_ < 2) {
-            d.action = Action::another_round;  // this round still sent what was dirtied before the limit
+            // Small rounds measure a low bandwidth (a round's fixed cost weighs more): go on
+            // while the dirty set still shrinks.
+            bool shrinking = r.pages * 10 <= before * 9;
+            d.action = !shrinking && ++rounds_at_floor_ >= 2 ? Action::give_up : Action::another_round;
+        } else if (throttled_rounds_ < 2 || r.pages * 2 <= before) {
+            // The first round after a change still sent what was dirtied before it; a dirty
+            // set that halves is on its way.
+            d.action = Action::another_round;
         } else {
             cpus_ = std::max(kMinCpus, cpus_ * 0.25);
             min_cpus_ = cpus_;

@@ -8,10 +8,11 @@
 // as we send. Then, if throttling is allowed, the process's CPU is limited (cgroup_throttle.h)
 // and the rounds go on: the first limit is its measured CPU use scaled by half the ratio
 // of the link's rate to the rate it dirtied memory at, then a quarter of the last one for
-// every round that still does not converge (the first round after a change still carries
-// pages dirtied before it, so it is not judged), down to 1% of a CPU; two rounds at 1%
-// that do not converge end it (give_up: post-copy if allowed, else the frozen copy of
-// whatever is left). Without throttling a non-converging round ends the rounds at once.
+// every round that neither converges nor halves the dirty set (the first round after a
+// change still carries pages dirtied before it, so it is not judged), down to 1% of a CPU;
+// two rounds at 1% that neither converge nor shrink the dirty set by a tenth end it
+// (give_up: post-copy if allowed, else the frozen copy of whatever is left), as do 30
+// rounds in all. Without throttling a non-converging round ends the rounds at once.
 #pragma once
 
 #include <cstdint>

@@ -77,6 +77,25 @@ TEST_CASE("throttling gives up after two rounds at the floor", "[convergence]") 
     CHECK(c.cpus() == Approx(ConvergenceController::kMinCpus));
 }
 
+TEST_CASE("a throttled dirty set that keeps shrinking is given more rounds, not a harder limit", "[convergence]") {
+    ConvergenceController c(100, 3, true);
+    c.after_round(round_of(4096));
+    c.after_round(round_of(4096));
+    REQUIRE(c.after_round(round_of(4096)).action == A::throttle);
+    double limit = c.cpus();
+    CHECK(c.after_round(round_of(4096)).action == A::another_round);
+    CHECK(c.after_round(round_of(2000)).action == A::another_round);  // halved: on its way
+    CHECK(c.cpus() == limit);
+    // Down to the floor, then rounds that still shrink go on until it converges.
+    while (c.cpus() > ConvergenceController::kMinCpus)
+        c.after_round(round_of(2000));
+    CHECK(c.after_round(round_of(2000)).action == A::another_round);
+    CHECK(c.after_round(round_of(1500)).action == A::another_round);
+    CHECK(c.after_round(round_of(1000)).action == A::another_round);
+    CHECK(c.after_round(round_of(600)).action == A::another_round);
+    CHECK(c.after_round(round_of(200)).action == A::converged);
+}
+
 TEST_CASE("/proc/PID/cgroup: the cpu controller on v1 or v2", "[throttle]") {
     SECTION("hybrid: cpu on a v1 hierarchy") {
         auto lines = parse_proc_cgroup("9:name=systemd:/\n4:memory:/a/b\n2:cpu,cpuacct:/jobs/x\n0::/\n");
