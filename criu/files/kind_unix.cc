@@ -281,9 +281,10 @@ Status dump_unix(KindDumpContext& c, const FdView& v, images::FileEntry& out) {
             // Kept in case the peer is outside the dump and --ext-unix-sk lets it stay there.
             sockaddr_un a{};
             socklen_t alen = sizeof a;
-            if (getpeername(v.stolen.get(), reinterpret_cast<sockaddr*>(&a), &alen) == 0 &&
-                alen > offsetof(sockaddr_un, sun_path))
-                u->set_ext_peer_name(std::string(a.sun_path, alen - offsetof(sockaddr_un, sun_path)));
+            // Path names without the NUL the kernel keeps (a NUL inside a path name is refused
+            // on restore).
+            if (getpeername(v.stolen.get(), reinterpret_cast<sockaddr*>(&a), &alen) == 0)
+                u->set_ext_peer_name(sockaddr_name(a, alen));
         }
         if (d->rqueue > 0 || d->type != SOCK_STREAM)
             TRY_VOID(peek_queue(v, d->type, *u));
@@ -493,10 +494,10 @@ Status SocketDumpState::finish_unix(std::vector<images::FileEntry>& files, bool 
                                                                                          : nullptr;
         size_t others = 0;
         for (const auto& s : u->queue_sender()) {
-            if (peer || u->peer_ino() || u->state() == kStateConnected) {
-                // A connected socket takes datagrams from its peer only; earlier ones come back
-                // as the peer's.
-                if (s != (peer ? peer->name() : u->ext_peer_name()))
+            if (peer && peer->peer_ino() == ino) {
+                // Both ends connected to each other come back as a socketpair, which takes
+                // datagrams from its other end only: earlier ones come back as the peer's.
+                if (s != peer->name())
                     ++others;
                 continue;
             }
@@ -505,8 +506,8 @@ Status SocketDumpState::finish_unix(std::vector<images::FileEntry>& files, bool 
         }
         if (others) {
             const UnixSeen& seen = unix_seen_.at(ino);
-            log.warn("files", "pid {} fd {}: {} datagram(s) queued before the socket was connected come back as sent "
-                              "by its peer", seen.pid, seen.fd, others);
+            log.warn("files", "pid {} fd {}: {} datagram(s) queued before the socket and its peer were connected to "
+                              "each other come back as sent by the peer", seen.pid, seen.fd, others);
         }
     }
     // Every queued connection needs its client in the dump.
@@ -531,7 +532,9 @@ Status SocketDumpState::finish_unix(std::vector<images::FileEntry>& files, bool 
     for (auto& [ino, u] : by_ino) {
         // Queued data needs someone to write it back on restore.
         bool mutual = u->peer_ino() && by_ino.contains(u->peer_ino()) && by_ino.at(u->peer_ino())->peer_ino() == ino;
-        bool named_dgram = u->type() == SOCK_DGRAM && !u->name().empty() && !u->peer_ino();
+        // A named datagram socket's queue is written to its name before it connects, by its
+        // senders (unix_group_builder.cc).
+        bool named_dgram = u->type() == SOCK_DGRAM && !u->name().empty() && !mutual;
         if (u->queue_size() && !mutual && !u->peer_closed() && !named_dgram) {
             const UnixSeen& seen = unix_seen_.at(ino);
             problems.push_back(fmt::format("pid {} fd {}: unix socket has {} queued packet(s) whose sender cannot be "

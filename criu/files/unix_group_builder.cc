@@ -302,6 +302,11 @@ public:
             TRY_VOID_CTX(bind_name(fd.get(), *u), "{}", sk_name(*u));
             fds_[ino] = std::move(fd);
         }
+        // Datagrams queued to a name, sent before the receiver connects: a connected socket
+        // takes datagrams from its peer only (unix_may_send()), but may hold earlier ones.
+        for (auto& [ino, u] : members_)
+            if (by_name(*u))
+                TRY_VOID_CTX(write_named_queue(*u), "{}", sk_name(*u));
         for (auto& [ino, u] : members_) {
             const images::UnixSocket* p = peer_of(*u);
             if (p && p->peer_ino() != ino) {
@@ -492,40 +497,47 @@ private:
         return temp.emplace(name, std::move(*t)).first->second.fd();
     }
 
+    // A named datagram socket that is not one end of a pair: its queue was sent to its name.
+    bool by_name(const images::UnixSocket& u) const {
+        return u.type() == SOCK_DGRAM && !u.name().empty() && !mutual(u) && !closed_peer_.contains(u.ino());
+    }
+
+    // Each datagram from a socket bound to its sender's name (images without sender names, or
+    // an unnamed sender: from an unnamed socket).
+    Status write_named_queue(const images::UnixSocket& u) {
+        if (!u.queue_size())
+            return {};
+        UniqueFd unnamed(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        if (!unnamed)
+            return fail_errno("socket for writing back queued datagrams");
+        bool by_sender = u.queue_sender_size() == u.queue_size();
+        std::map<std::string, TempName> temp;
+        for (int i = 0; i < u.queue_size(); ++i) {
+            int w = unnamed.get();
+            if (by_sender && !u.queue_sender(i).empty())
+                if (int s = TRY(sender(u, u.queue_sender(i), temp)); s >= 0)
+                    w = s;
+            TRY_VOID(send_all(w, u.queue(i), u.name(), u.bind_dir()));
+        }
+        for (auto& [name, t] : temp)
+            TRY_VOID_CTX(t.release(), "the temporary sender {}", printable(name));
+        return {};
+    }
+
     Status finish(const images::UnixSocket& u) {
         int fd = fds_.at(u.ino()).get();
-        if (u.queue_size()) {
-            // Who can put data into this socket's queue: its peer, the temporary end standing
-            // for a closed peer, or (a named datagram socket) anyone sending to its name.
+        if (u.queue_size() && !by_name(u)) {
+            // Who can put data into this socket's queue: its peer, or the temporary end
+            // standing for a closed peer.
             int writer = -1;
-            std::string to;
-            UniqueFd tmp;
-            if (auto it = closed_peer_.find(u.ino()); it != closed_peer_.end()) {
+            if (auto it = closed_peer_.find(u.ino()); it != closed_peer_.end())
                 writer = it->second.get();
-            } else if (mutual(u)) {
+            else if (mutual(u))
                 writer = fds_.at(u.peer_ino()).get();
-            } else if (u.type() == SOCK_DGRAM && !u.name().empty() && !u.peer_ino()) {
-                tmp.reset(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-                if (!tmp)
-                    return fail_errno("socket for writing back queued datagrams");
-                writer = tmp.get();
-                to = u.name();
-            } else {
+            else
                 return failf(ENOTSUP, "{} queued packet(s) and no peer that could have sent them", u.queue_size());
-            }
-            // Senders by name only where anyone may send: a connected socket takes datagrams
-            // from its peer only (unix_may_send()), which the dump warned about.
-            bool by_sender = !to.empty() && u.queue_sender_size() == u.queue_size();
-            std::map<std::string, TempName> temp;
-            for (int i = 0; i < u.queue_size(); ++i) {
-                int w = writer;
-                if (by_sender && !u.queue_sender(i).empty())
-                    if (int s = TRY(sender(u, u.queue_sender(i), temp)); s >= 0)
-                        w = s;
-                TRY_VOID(send_all(w, u.queue(i), to, to.empty() ? std::string() : u.bind_dir()));
-            }
-            for (auto& [name, t] : temp)
-                TRY_VOID_CTX(t.release(), "the temporary sender {}", printable(name));
+            for (const auto& q : u.queue())
+                TRY_VOID(send_all(writer, q, {}, {}));
         }
         closed_peer_.erase(u.ino());
         // After the queue: a receiver with SO_PASSCRED may make the kernel autobind an unnamed

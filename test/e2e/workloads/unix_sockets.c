@@ -180,6 +180,23 @@ int main(int argc, char **argv) {
     close(glst);
     send_str(gacc, "orphaned server");
 
+    /* A listener at a path closed after an accept, its file removed, and a new listener bound
+     * there: the accepted end keeps the name, the new listener the file. */
+    unlink("relisten.sock");
+    struct sockaddr_un rl;
+    socklen_t rllen = addr_of(&rl, "relisten.sock", 0);
+    int old_lst = socket(AF_UNIX, SOCK_STREAM, 0);
+    ZDTM_CHECK(bind(old_lst, (struct sockaddr *)&rl, rllen) == 0 && listen(old_lst, 1) == 0, "listen relisten.sock");
+    int rcli = socket(AF_UNIX, SOCK_STREAM, 0);
+    ZDTM_CHECK(connect(rcli, (struct sockaddr *)&rl, rllen) == 0, "connect relisten.sock");
+    int racc = accept(old_lst, NULL, NULL);
+    ZDTM_CHECK(racc >= 0, "accept relisten.sock");
+    close(old_lst);
+    ZDTM_CHECK(unlink("relisten.sock") == 0, "unlink relisten.sock");
+    int new_lst = socket(AF_UNIX, SOCK_STREAM, 0);
+    ZDTM_CHECK(bind(new_lst, (struct sockaddr *)&rl, rllen) == 0 && listen(new_lst, 1) == 0,
+               "listen relisten.sock again");
+
     /* A bound datagram socket with two datagrams from an unnamed sender. */
     unlink("dgram.sock");
     int dg = socket(AF_UNIX, SOCK_DGRAM, 0);
@@ -215,6 +232,16 @@ int main(int argc, char **argv) {
     close(gs);
     ZDTM_CHECK(unlink("gone.sock") == 0, "unlink gone.sock");
     ZDTM_CHECK(sendto(dg, "from self", 9, 0, (struct sockaddr *)&c, clen) == 9, "sendto from dgram.sock itself");
+    /* A bound datagram socket connected to dgram.sock: a datagram from sender.sock queued before it
+     * connected, then dgram.sock's reply. */
+    unlink("reply.sock");
+    int rc = socket(AF_UNIX, SOCK_DGRAM, 0);
+    struct sockaddr_un ra;
+    socklen_t ralen = addr_of(&ra, "reply.sock", 0);
+    ZDTM_CHECK(bind(rc, (struct sockaddr *)&ra, ralen) == 0, "bind reply.sock");
+    ZDTM_CHECK(sendto(named, "early", 5, 0, (struct sockaddr *)&ra, ralen) == 5, "sendto reply.sock");
+    ZDTM_CHECK(connect(rc, (struct sockaddr *)&c, clen) == 0, "connect reply.sock to dgram.sock");
+    ZDTM_CHECK(sendto(dg, "reply", 5, 0, (struct sockaddr *)&ra, ralen) == 5, "reply to reply.sock");
 
     /* A stream end whose peer is gone: the data sent before, then EOF. */
     int orphan[2];
@@ -285,6 +312,14 @@ int main(int argc, char **argv) {
     ZDTM_CHECK(stat("sender.sock", &st) == 0 && S_ISSOCK(st.st_mode), "sender.sock: %s", strerror(errno));
     ZDTM_CHECK(sendto(named, "again", 5, 0, (struct sockaddr *)&c, clen) == 5, "sendto from sender.sock");
     expect_from(dg, "again", "sender.sock", 0, "bound dgram, new datagram");
+    expect_from(rc, "early", "sender.sock", 0, "connected dgram");
+    expect_from(rc, "reply", "dgram.sock", 0, "connected dgram");
+    expect_empty(rc, "connected dgram");
+    expect_name(rc, 1, "dgram.sock", 0, "connected dgram");
+    ZDTM_CHECK(sendto(named, "late", 4, MSG_DONTWAIT, (struct sockaddr *)&ra, ralen) < 0 && errno == EPERM,
+               "a connected datagram socket took a datagram from another socket: %s", strerror(errno));
+    send_str(rc, "request");
+    expect_from(dg, "request", "reply.sock", 0, "bound dgram, from the connected one");
 
     /* Names of listeners, accepted ends and clients. */
     expect_name(lst, 0, "listener.sock", 0, "path listener");
@@ -313,6 +348,19 @@ int main(int argc, char **argv) {
     expect_msg(gcli, "orphaned server", "accepted end of a closed listener");
     send_str(gcli, "still there");
     expect_msg(gacc, "still there", "accepted end of a closed listener");
+    expect_name(racc, 0, "relisten.sock", 0, "accepted end of a listener replaced at its path");
+    expect_name(rcli, 1, "relisten.sock", 0, "client of a listener replaced at its path");
+    send_str(rcli, "replaced");
+    expect_msg(racc, "replaced", "accepted end of a listener replaced at its path");
+    expect_name(new_lst, 0, "relisten.sock", 0, "the new listener at relisten.sock");
+    struct stat rst2;
+    ZDTM_CHECK(stat("relisten.sock", &rst2) == 0 && S_ISSOCK(rst2.st_mode), "relisten.sock: %s", strerror(errno));
+    int rcli2 = socket(AF_UNIX, SOCK_STREAM, 0);
+    ZDTM_CHECK(connect(rcli2, (struct sockaddr *)&rl, rllen) == 0, "connect to the new listener: %s", strerror(errno));
+    int racc2 = accept(new_lst, NULL, NULL);
+    ZDTM_CHECK(racc2 >= 0, "the new listener takes the connection: %s", strerror(errno));
+    send_str(rcli2, "new one");
+    expect_msg(racc2, "new one", "connection to the new listener");
     int again = socket(AF_UNIX, SOCK_STREAM, 0);
     ZDTM_CHECK(bind(again, (struct sockaddr *)&g, glen0) == 0, "@%s is held by someone after restore: %s", gone_name,
                strerror(errno));
