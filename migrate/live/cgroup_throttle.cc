@@ -2,7 +2,10 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -118,6 +121,76 @@ std::optional<std::string> cpu_path_of(pid_t pid, const CpuCgroup& like) {
     if (!cg || cg->v2 != like.v2)
         return std::nullopt;
     return cg->path;
+}
+
+// ---- the watchdog: runs in a forked child of a multithreaded process, so raw system calls
+// and stack buffers only (no allocation, no locks).
+
+struct WatchdogPlan {
+    int pipe = -1, orig = -1, target = -1;
+    const char* child = nullptr;        // name under orig; null: the limit is orig's own
+    const char* limit_file = nullptr;   // cpu.max or cpu.cfs_quota_us
+    const char* unlimited = nullptr;
+    const char* saved = nullptr;        // v2 own cgroup: cpu.max to put back
+    bool disable_cpu = false;
+};
+
+void wd_write(int dirfd, const char* name, const char* value, size_t len) {
+    int fd = ::openat(dirfd, name, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    (void)!::write(fd, value, len);
+    ::close(fd);
+}
+
+size_t wd_len(const char* s) {
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+[[noreturn]] void watchdog_main(const WatchdogPlan& w) {
+    struct sigaction sa = {};
+    sa.sa_handler = SIG_IGN;
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT})
+        ::sigaction(sig, &sa, nullptr);
+    char c = 0;
+    ssize_t n;
+    do
+        n = ::read(w.pipe, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n == 1 && c == 'R')
+        ::_exit(0);
+    // criu is gone (or gave up) without undoing the throttle: undo it here.
+    if (w.target >= 0)
+        wd_write(w.target, w.limit_file, w.unlimited, wd_len(w.unlimited));
+    if (w.child && w.target >= 0) {
+        char buf[8192];
+        int fd = ::openat(w.target, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+        ssize_t got = fd >= 0 ? ::read(fd, buf, sizeof buf - 1) : -1;
+        if (fd >= 0)
+            ::close(fd);
+        for (ssize_t i = 0; got > 0 && i < got;) {
+            ssize_t j = i;
+            while (j < got && buf[j] != '\n')
+                j++;
+            if (j > i)
+                wd_write(w.orig, "cgroup.procs", buf + i, size_t(j - i));
+            i = j + 1;
+        }
+        ::close(w.target);
+        // The processes leave as they are moved or exit; up to a minute for a dying one.
+        for (int k = 0; k < 12000 && ::unlinkat(w.orig, w.child, AT_REMOVEDIR) != 0 && errno == EBUSY; k++) {
+            struct timespec ts = {0, 5000000};
+            ::nanosleep(&ts, nullptr);
+        }
+    }
+    if (w.saved)
+        wd_write(w.target, "cpu.max", w.saved, wd_len(w.saved));
+    if (w.disable_cpu)
+        wd_write(w.orig, "cgroup.subtree_control", "-cpu", 4);
+    ::_exit(0);
 }
 
 }  // namespace
@@ -253,7 +326,7 @@ Status CgroupThrottle::prepare() {
             while (!saved_cpu_max_.empty() && saved_cpu_max_.back() == '\n')
                 saved_cpu_max_.pop_back();
             target_ = UniqueFd(::dup(orig_.get()));
-            return {};
+            return start_watchdog();
         }
     }
     // A child of the process's cgroup.
@@ -286,7 +359,70 @@ Status CgroupThrottle::prepare() {
         (void)release(0);
         return st;
     }
+    if (Status st = start_watchdog(); !st) {
+        (void)release(0);
+        return st;
+    }
     return {};
+}
+
+Status CgroupThrottle::start_watchdog() {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0)
+        return fail_errno("pipe for the throttle's watchdog");
+    UniqueFd rd(p[0]), wr(p[1]);
+    // Everything the child needs, prepared before the fork.
+    static const char* kV2Unlimited = "max 100000";
+    WatchdogPlan w;
+    w.child = child_.empty() ? nullptr : child_.c_str();
+    w.limit_file = cg_.v2 ? "cpu.max" : "cpu.cfs_quota_us";
+    w.unlimited = cg_.v2 ? kV2Unlimited : "-1";
+    w.saved = child_.empty() ? saved_cpu_max_.c_str() : nullptr;
+    w.disable_cpu = enabled_cpu_;
+    int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    pid_t c = ::fork();
+    if (c < 0) {
+        if (devnull >= 0)
+            ::close(devnull);
+        return fail_errno("fork the throttle's watchdog");
+    }
+    if (c == 0) {
+        // Keep only the pipe and the two cgroup directories (as 3, 4, 5), and the standard
+        // fds on /dev/null: a copy of criu's channel or of a caller's pipe must not outlive criu.
+        int keep[3] = {::fcntl(rd.get(), F_DUPFD, 100), ::fcntl(orig_.get(), F_DUPFD, 100),
+                       ::fcntl(target_.get(), F_DUPFD, 100)};
+        for (int i = 0; i < 3; i++)
+            ::dup2(keep[i], 3 + i);
+        if (devnull >= 0)
+            for (int i = 0; i < 3; i++)
+                ::dup2(devnull, i);
+        ::syscall(SYS_close_range, 6u, ~0u, 0u);
+        w.pipe = 3;
+        w.orig = 4;
+        w.target = 5;
+        ::setsid();  // not in criu's process group: a Ctrl-C there is criu's to handle
+        watchdog_main(w);
+    }
+    if (devnull >= 0)
+        ::close(devnull);
+    watchdog_ = c;
+    watchdog_pipe_ = std::move(wr);
+    return {};
+}
+
+void CgroupThrottle::end_watchdog(bool released) {
+    if (watchdog_ < 0)
+        return;
+    if (released)
+        (void)!::write(watchdog_pipe_.get(), "R", 1);
+    watchdog_pipe_.reset();
+    if (released) {
+        int st = 0;
+        while (::waitpid(watchdog_, &st, 0) < 0 && errno == EINTR) {
+        }
+    }
+    // Otherwise it undoes what release() could not, and is reaped by whoever inherits it.
+    watchdog_ = -1;
 }
 
 std::string CgroupThrottle::where() const {
@@ -377,6 +513,7 @@ Status CgroupThrottle::release(int wait_ms) {
     }
     released_ = true;
     target_.reset();
+    end_watchdog(bool(st));
     if (engaged_)
         log_.info("throttle", "pid {}: throttle released{}", pid_, st ? "" : ": " + st.error().str());
     return st;

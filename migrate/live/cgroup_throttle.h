@@ -19,7 +19,10 @@
 // release() (also the destructor, on every failure path) moves every process still in the
 // child back to the cgroup it came from, removes the child, and puts back what was
 // changed: the source is left exactly as it was. Only processes of the tree that share the
-// root's cgroup are moved.
+// root's cgroup are moved. If criu itself dies (SIGKILL, OOM) no destructor runs: a
+// watchdog process forked when the cgroup is set up (its only link a pipe; it ignores
+// SIGINT/SIGTERM/SIGHUP and holds no other descriptor of criu's) does the same undo when
+// the pipe closes without release() having said so.
 #pragma once
 
 #include <sys/types.h>
@@ -84,6 +87,8 @@ private:
     Status prepare();
     Status write_limit(double cpus);
     Status move_tree_in();
+    Status start_watchdog();
+    void end_watchdog(bool released);
 
     pid_t pid_;
     Log& log_;
@@ -97,6 +102,8 @@ private:
     bool engaged_ = false;
     bool released_ = false;
     double cpus_ = 0;
+    UniqueFd watchdog_pipe_;  // write end; the watchdog undoes everything when it closes unsaid
+    pid_t watchdog_ = -1;
 };
 
 }  // namespace criu

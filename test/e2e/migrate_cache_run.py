@@ -16,12 +16,17 @@ Scenarios:
   cache-dest-killed  writeback, the destination SIGKILLed mid-stream: the source runs on
                      intact, the destination keeps nothing, the unacknowledged chunks stay
                      dirty in the source cache and go to the next destination
+  cache-criu-killed  criu migrate itself SIGKILLed while its cache holds dirty chunks: the
+                     source runs on intact, the destination keeps nothing, the cache recovers
+                     and verifies, and the next migration through it goes through
   throttle           a writer that dirties faster than the link (120 MiB/s against 100 Mbit/s):
                      pre-copy cannot converge, so the controller throttles it through a cgroup
                      (cpu.max, or cpu.cfs_quota_us on cgroup v1) until it does; the process
                      PASSes on the destination and the throttle cgroup is gone
   throttle-fail      the same, the destination killed while the process is throttled: the
                      source is back in its own cgroup, unthrottled, and PASSes
+  throttle-criu-killed  the same, criu migrate itself SIGKILLed while the process is
+                     throttled: its watchdog puts the source back and removes the cgroup
 """
 import argparse
 import glob
@@ -332,12 +337,90 @@ def scenario_throttle_fail(r, hosts):
     r.finish_local(pid)
 
 
+def scenario_cache_criu_killed(r, hosts):
+    """criu migrate SIGKILLed while its writeback cache holds chunks the destination has not
+    acknowledged: the source runs on intact, the destination keeps nothing, the cache
+    recovers (verify), still holds those chunks dirty, and the next migration takes them."""
+    slow_link(hosts, "200mbit")
+    src = os.path.join(r.tmp, "src-cache")
+    dest = os.path.join(r.tmp, "dest-cache")
+    pid = r.start_workload()
+    r.port = free_port()
+    srv = serve(r, hosts, dest, "serve")
+    m = r.criu(migrate_cmd(r, pid, ["--cache-dir", src, "--cache-mode", "writeback"]), wrap=hosts.in_a,
+               background=True)
+
+    def dirty():
+        s = cache_stat(r, src)
+        return s is not None and s["dirty_chunks"] >= 64
+
+    wait_for(lambda: dirty() or m.poll() is not None, 120, "dirty chunks in the source cache")
+    if m.poll() is not None:
+        raise Failure(f"criu migrate ended ({m.returncode}) before its cache held a dirty chunk")
+    os.kill(m.pid, signal.SIGKILL)  # ip netns exec execs criu: this is criu itself
+    m.wait(30)
+    log("criu migrate killed with dirty chunks in its cache")
+    r.source_intact(pid)
+    # The throttle cgroup set up in case the rounds do not converge goes too (its watchdog).
+    wait_for(lambda: not [d for d in throttle_dirs(cpu_cgroup_of(pid)) if f"-{pid}." in d], 30,
+             "the throttle cgroup to be removed")
+    wait_for(lambda: srv.poll() is not None, 60, "criu serve to give up on the lost source")
+    wait_for(lambda: not hosts.b_processes(), 20, "the destination to remove its copy")
+    no_staging(dest)
+    cache_verify(r, src)
+    s = cache_stat(r, src)
+    log(f"source cache after kill -9: {s['chunks']} chunks, {s['dirty_chunks']} dirty, recoveries "
+        f"{s['recoveries']}")
+    if s["recoveries"] < 1:
+        raise Failure(f"the cache did not notice it was not closed cleanly: {s}")
+    r.port = free_port()
+    srv2 = serve(r, hosts, dest, "serve2")
+    stats = os.path.join(r.tmp, "stats2.json")
+    m2 = r.criu(migrate_cmd(r, pid, ["--cache-dir", src, "--stats-json", stats]), wrap=hosts.in_a)
+    if m2.returncode != 0:
+        raise Failure(f"the migration after the kill failed ({m2.returncode})")
+    host_pid, _ = landed(r, hosts, pid, srv2, stats)
+    if cache_stat(r, src)["dirty_chunks"] != 0:
+        raise Failure("dirty chunks left after the second migration")
+    r.finish_remote(host_pid)
+
+
+def scenario_throttle_criu_killed(r, hosts):
+    """criu migrate SIGKILLed while the source is throttled: no destructor runs, so its
+    watchdog moves the source back to its cgroup and removes the throttle cgroup."""
+    slow_link(hosts, "200mbit")
+    pid = throttle_workload(r)
+    before = cpu_cgroup_of(pid)
+    r.port = free_port()
+    dest = os.path.join(r.tmp, "dest-cache")
+    srv = serve(r, hosts, dest, "serve")
+    m = r.criu(migrate_cmd(r, pid, []), wrap=hosts.in_a, background=True)
+    wait_for(lambda: "criu-throttle-" in cpu_cgroup_of(pid) or m.poll() is not None, 120,
+             "the source to be throttled")
+    if m.poll() is not None:
+        raise Failure(f"criu migrate ended ({m.returncode}) before it throttled the source")
+    log(f"the source is throttled in {cpu_cgroup_of(pid)}: killing criu migrate")
+    os.kill(m.pid, signal.SIGKILL)  # ip netns exec execs criu: this is criu itself
+    m.wait(30)
+    wait_for(lambda: cpu_cgroup_of(pid) == before, 30, f"the source to be back in {before}")
+    wait_for(lambda: not [d for d in throttle_dirs(before) if f"-{pid}." in d], 30,
+             "the throttle cgroup to be removed")
+    r.source_intact(pid)
+    wait_for(lambda: srv.poll() is not None, 60, "criu serve to give up on the lost source")
+    if hosts.b_processes():
+        raise Failure(f"processes left in the destination: {hosts.b_processes()}")
+    no_staging(dest)
+    r.finish_local(pid)
+
+
 SCENARIOS = {
     "cache-writeback": scenario_cache_writeback,
     "cache-disk-full": scenario_cache_disk_full,
     "cache-dest-killed": scenario_cache_dest_killed,
+    "cache-criu-killed": scenario_cache_criu_killed,
     "throttle": scenario_throttle,
     "throttle-fail": scenario_throttle_fail,
+    "throttle-criu-killed": scenario_throttle_criu_killed,
 }
 
 
