@@ -472,15 +472,35 @@ Status SocketDumpState::finish_unix(std::vector<images::FileEntry>& files, bool 
         if (u->type() != SOCK_DGRAM || u->peer_ino() == 0)
             u->clear_ext_peer_name();
     }
+    // An abstract name held by a socket outside the dump can be had on restore only if that
+    // socket is gone by then (a path name is moved aside for the moment it is needed).
+    auto held_outside = [&](const std::string& name, int type) {
+        if (name.empty() || name[0] != '\0' || !unix_diag_)
+            return false;
+        for (const auto& [i, o] : *unix_diag_)
+            // A connected stream end with the name may be an accepted one, which does not hold it.
+            if (!by_ino.contains(i) && o.type == type && o.has_name && o.name == name &&
+                (type == SOCK_DGRAM || o.state != kStateConnected))
+                return true;
+        return false;
+    };
     // The listener an accepted socket came from is created with it, if it is in the dump.
     for (auto& [ino, u] : by_ino) {
         uint64_t l = u->accept_listener_ino();
         if (!l)
             continue;
-        if (by_ino.contains(l) && by_ino.at(l)->state() == kStateListen)
+        if (by_ino.contains(l) && by_ino.at(l)->state() == kStateListen) {
             unite(ino, l);
-        else
-            u->set_accept_listener_ino(0);
+            continue;
+        }
+        u->set_accept_listener_ino(0);
+        const std::string& name = u->accepted() ? u->name() : u->closed_peer_name();
+        if (held_outside(name, u->type())) {
+            const UnixSeen& seen = unix_seen_.at(ino);
+            log.warn("files", "pid {} fd {}: {} listener {} is outside the dump: the socket comes back without this "
+                              "name if that listener still holds it at restore", seen.pid, seen.fd,
+                     u->accepted() ? "accepted by" : "its closed peer was accepted by", printable(name));
+        }
     }
     // A queued datagram's sender in the dump sends it again on restore: created together.
     std::multimap<std::string, uint64_t> dgram_names;
@@ -501,8 +521,14 @@ Status SocketDumpState::finish_unix(std::vector<images::FileEntry>& files, bool 
                     ++others;
                 continue;
             }
-            if (auto [b, e] = dgram_names.equal_range(s); b != e)
+            if (auto [b, e] = dgram_names.equal_range(s); b != e) {
                 unite(ino, b->second);
+            } else if (held_outside(s, SOCK_DGRAM)) {
+                const UnixSeen& seen = unix_seen_.at(ino);
+                log.warn("files", "pid {} fd {}: a queued datagram from {}, a socket outside the dump: it comes back "
+                                  "as sent by an unnamed socket if that socket still holds its name at restore",
+                         seen.pid, seen.fd, printable(s));
+            }
         }
         if (others) {
             const UnixSeen& seen = unix_seen_.at(ino);

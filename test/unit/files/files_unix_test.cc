@@ -582,3 +582,82 @@ TEST_CASE("a unix peer outside the dump stops the dump, naming pid and fd; --ext
         CHECK(st.error().str().find(fmt::format("pid {} fd 6", pid)) == std::string::npos);
     }
 }
+
+TEST_CASE("names still held outside the dump: the dump warns, and the restore brings the socket back unnamed") {
+    TempDir images, work, logs;
+    auto abstract = [](const std::string& n) {
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::memcpy(a.sun_path + 1, n.data(), n.size());
+        return std::pair{a, static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n.size())};
+    };
+    std::string lname = fmt::format("criu-unit-outside-l-{}", getpid());
+    std::string sname = fmt::format("criu-unit-outside-s-{}", getpid());
+    auto [la, lalen] = abstract(lname);
+    auto [sa, salen] = abstract(sname);
+    // The listener and the sender stay with the test, outside the dump.
+    UniqueFd l(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(bind(l.get(), reinterpret_cast<sockaddr*>(&la), lalen) == 0);
+    REQUIRE(listen(l.get(), 2) == 0);
+    UniqueFd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    REQUIRE(bind(s.get(), reinterpret_cast<sockaddr*>(&sa), salen) == 0);
+    sockaddr_un da{};
+    da.sun_family = AF_UNIX;
+    std::strcpy(da.sun_path, (work / "d.sock").c_str());
+    pid_t pid = spawn_ready_child([&] {
+        int c = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (c < 0 || connect(c, reinterpret_cast<sockaddr*>(&la), lalen) != 0)
+            return false;
+        int a = accept(l.get(), nullptr, nullptr);
+        if (a < 0 || !place(c, 5) || !place(a, 6))
+            return false;
+        int d = socket(AF_UNIX, SOCK_DGRAM, 0);
+        if (d < 0 || bind(d, reinterpret_cast<sockaddr*>(&da), sizeof da) != 0 || !place(d, 7))
+            return false;
+        // Like stdio_null_rest_closed(), keeping 5 to 7: the listener's copy goes too.
+        int nul = open("/dev/null", O_RDWR);
+        for (int i = 0; i < 3; ++i)
+            if (dup2(nul, i) != i)
+                return false;
+        return close_range(3, 4, 0) == 0 && close_range(8, kReadyFd - 1, 0) == 0 &&
+               close_range(kReadyFd + 1, ~0u, 0) == 0;
+    });
+    REQUIRE(pid > 0);
+    REQUIRE(sendto(s.get(), "outside", 7, 0, reinterpret_cast<sockaddr*>(&da), sizeof da) == 7);
+    auto log_text = [](const std::string& path) {
+        UniqueFd f(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        std::string all, part;
+        while (f && !(part = read_some(f.get())).empty())
+            all += part;
+        return all;
+    };
+    {
+        Log log(0);
+        REQUIRE(log.open_file(logs / "dump.log"));
+        REQUIRE(dump_and_kill(pid, images.fd(), log) == "");
+    }
+    std::string dumped = log_text(logs / "dump.log");
+    CHECK_THAT(dumped, Catch::Contains(fmt::format("pid {} fd 6: accepted by listener @{} is outside the dump", pid,
+                                                   lname)));
+    CHECK_THAT(dumped, Catch::Contains(fmt::format("pid {} fd 7: a queued datagram from @{}, a socket outside the dump",
+                                                   pid, sname)));
+    std::string report;
+    {
+        Log log(0);
+        REQUIRE(log.open_file(logs / "restore.log"));
+        report = restore_and_check(images.fd(), pid, log, [&] {
+            char buf[16];
+            expect(write(5, "hi", 2) == 2 && recv(6, buf, sizeof buf, MSG_DONTWAIT) == 2, "the pair still talks");
+            sockaddr_un from{};
+            socklen_t flen = sizeof from;
+            expect(recvfrom(7, buf, sizeof buf, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &flen) == 7 &&
+                       flen <= offsetof(sockaddr_un, sun_path),
+                   "the datagram is there, from an unnamed sender");
+        });
+    }
+    CHECK(report == "");
+    std::string restored = log_text(logs / "restore.log");
+    CHECK_THAT(restored, Catch::Contains(fmt::format("restored without its name @{}", lname)));
+    CHECK_THAT(restored, Catch::Contains(fmt::format("a queued datagram from @{} is restored as sent by an unnamed "
+                                                     "socket", sname)));
+}
