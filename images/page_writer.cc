@@ -237,6 +237,10 @@ struct PageWriter::Impl {
     }
 
     Status append(const char* p, size_t n) {
+        if (opts.layout_only) {
+            written += n;  // the header went out at create(); finish() sizes the file
+            return {};
+        }
         // Big, aligned runs of raw pages skip the copy when the file offset is aligned too.
         if (n >= kDirectMin && n % kPageSize == 0 && reinterpret_cast<uintptr_t>(p) % kPageSize == 0 &&
             fill % kPageSize == 0) {
@@ -369,9 +373,10 @@ Expected<PageWriter> PageWriter::create(const ImageDir& dir, int64_t id, PageWri
 
     std::string name = pages_file_name(id);
     int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
-    int fd = opts.direct_io ? ::openat(dfd, name.c_str(), flags | O_DIRECT, 0600) : -1;
+    const bool try_direct = opts.direct_io && !opts.layout_only;  // nothing to write past the header
+    int fd = try_direct ? ::openat(dfd, name.c_str(), flags | O_DIRECT, 0600) : -1;
     im->direct = fd >= 0;
-    if (fd < 0 && opts.direct_io && errno != EINVAL)
+    if (fd < 0 && try_direct && errno != EINVAL)
         return fail_errno("{}: cannot create", im->pages_path);
     if (fd < 0)  // tmpfs and some FUSE filesystems refuse O_DIRECT at open with EINVAL
         fd = ::openat(dfd, name.c_str(), flags, 0600);
@@ -386,6 +391,8 @@ Expected<PageWriter> PageWriter::create(const ImageDir& dir, int64_t id, PageWri
     std::string header = encode_pages_header(opts.codec);
     std::memcpy(im->stage.get(), header.data(), header.size());
     im->fill = header.size();
+    if (opts.layout_only)
+        TRY_VOID(im->flush_stage());
 
     if (opts.codec == images::CODEC_ZSTD) {
         im->cctx.reset(ZSTD_createCCtx());
@@ -497,6 +504,8 @@ Status PageWriter::finish(bool sync) {
         if (::ftruncate(im.fd.get(), static_cast<off_t>(size)) < 0)
             return fail_errno("{}: ftruncate to {} failed", im.pages_path, size);
     }
+    if (im.opts.layout_only && ::ftruncate(im.fd.get(), static_cast<off_t>(size)) < 0)
+        return fail_errno("{}: ftruncate to {} failed", im.pages_path, size);
     if (sync && ::fsync(im.fd.get()) < 0)
         return fail_errno("{}: fsync failed", im.pages_path);
     im.stats.direct_io = im.direct;

@@ -27,6 +27,11 @@ struct PageWriterOptions {
     // Write the pages file with O_DIRECT (no page cache pollution on a multi-GiB dump);
     // falls back to buffered writes where the filesystem refuses it (tmpfs).
     bool direct_io = true;
+    // Only the layout: the pages file gets its header and its full size but no data (a hole
+    // where the pages would be), the pagemap is complete. For a sender whose pages go
+    // elsewhere (a migration streams them to the destination) and which keeps the set here
+    // only as the next increment's parent: that needs the coverage, never the data.
+    bool layout_only = false;
 };
 
 struct PageWriterStats {

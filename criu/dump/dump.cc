@@ -292,6 +292,7 @@ Status run_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     auto page_server = TRY(connect_page_server(opts, ctx));
     if (hooks.page_sinks)
         ctx.page_sinks = hooks.page_sinks;
+    ctx.page_hashes = hooks.page_hashes;
     // The root's parent set is read before anything is frozen; the other members' once known.
     auto root_inc = TRY(IncrementalDump::prepare(ctx, pid, IncrementalDump::Kind::Dump, live_tracking));
 
@@ -458,6 +459,7 @@ Status run_pre_dump(const Options& opts, Log& log, const DumpHooks& hooks) {
     auto page_server = TRY(connect_page_server(opts, ctx));
     if (hooks.page_sinks)
         ctx.page_sinks = hooks.page_sinks;
+    ctx.page_hashes = hooks.page_hashes;
     auto inc = TRY(IncrementalDump::prepare(ctx, pid, IncrementalDump::Kind::PreDump));
 
     // Stopped only for the dirty-tracking step, if at all. With the parent's tracking agent,

@@ -66,6 +66,9 @@ struct DumpHooks {
     // their exits are collected (tearing 1 GiB down takes ~0.2 s): migration commits here.
     std::function<void()> on_killed;
     LiveTracking* live_tracking = nullptr;  // see run_dump above
+    // false: no pagehash-<pid>.bin (the fallback for a lost tracker). A migration streams its
+    // rounds and would rather copy everything again in that case than hash every page it sends.
+    bool page_hashes = true;
     // Where the finished operation's stats go as well (frozen_time_us, pages_dirty,
     // pages_written, dirty_tracking, ...): a migration reports its rounds from them.
     images::DumpStats* stats_out = nullptr;

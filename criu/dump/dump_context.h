@@ -50,6 +50,8 @@ struct DumpContext {
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
     // Where pages go; empty: pages-/pagemap- images in `dir` (see images/page_sink.h).
     PageSinkFactory page_sinks;
+    // Whether a pre-dump (or dump -R --track-mem) records page hashes (DumpHooks::page_hashes).
+    bool page_hashes = true;
 
     // Called at the start of each phase: fails if the dump was interrupted by a signal, or if
     // this phase was chosen by CRIU_FAULT_INJECT. Every failure unwinds the same way.

@@ -95,7 +95,7 @@ Expected<std::unique_ptr<IncrementalDump>> IncrementalDump::prepare(DumpContext&
     // for when exact tracking is lost. So does a dump that leaves the process running to be
     // tracked on; one that kills it has no next increment (hashing every page it writes, and
     // carrying the parent's hashes over for the rest, would only lengthen the freeze).
-    inc->record_hashes_ = kind == Kind::PreDump || (opts.track_mem && opts.leave_running);
+    inc->record_hashes_ = ctx.page_hashes && (kind == Kind::PreDump || (opts.track_mem && opts.leave_running));
     if (opts.prev_images_dir.empty()) {
         // A new chain arms a new tracker, and an older agent (another chain) must go first: two
         // uffds cannot write-protect the same VMAs. Its uffd's release unregisters every VMA

@@ -239,12 +239,17 @@ Expected<Message> Channel::recv_frame(int timeout_ms, bool handshake) {
         return refuse(EPROTO, fmt::format("sequence number {} where {} was due (replayed, reordered or dropped "
                                           "message)", h.seq, recv_seq_));
     uint32_t tag_len = handshake ? kHandshakeTagBytes : kSessionTagBytes;
-    std::vector<uint8_t> wire(h.length + tag_len);
+    // Ciphertext and tag land in a reused buffer; the plaintext replaces the ciphertext in
+    // place (GCM is a stream mode) and the buffer becomes the payload: no second 4 MiB buffer.
+    Payload wire = std::move(spare_);
+    spare_ = Payload();
+    wire.resize(size_t(h.length) + tag_len);
     st = read_full(fd_.get(), wire.data(), wire.size(), timeout_ms);
     if (!st) {
         broken_ = true;
         return std::unexpected(std::move(st.error()));
     }
+    const size_t wire_bytes = wire.size();
     const auto* hb = reinterpret_cast<const uint8_t*>(&h);
     Message m;
     m.type = type;
@@ -254,26 +259,28 @@ Expected<Message> Channel::recv_frame(int timeout_ms, bool handshake) {
         if (CRYPTO_memcmp(tag.data(), wire.data() + h.length, kMacBytes) != 0)
             return refuse(EACCES, fmt::format("{} message fails authentication (a different --auth-key, or an "
                                               "altered stream)", msg_type_name(type)));
-        wire.resize(h.length);
-        m.payload = std::move(wire);
     } else {
         uint8_t iv[12];
         keys_->iv(iv, false, recv_seq_);
         EVP_CIPHER_CTX* c = keys_->dec;
-        m.payload.resize(h.length);
+        uint8_t tag[kSessionTagBytes];
+        std::memcpy(tag, wire.data() + h.length, kSessionTagBytes);
         int outl = 0;
         bool ok = EVP_DecryptInit_ex(c, nullptr, nullptr, nullptr, iv) == 1 &&
                   EVP_DecryptUpdate(c, nullptr, &outl, hb, sizeof h) == 1;
         if (ok && h.length)
-            ok = EVP_DecryptUpdate(c, m.payload.data(), &outl, wire.data(), static_cast<int>(h.length)) == 1;
-        ok = ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, kSessionTagBytes, wire.data() + h.length) == 1 &&
-             EVP_DecryptFinal_ex(c, m.payload.data() + h.length, &outl) == 1;
+            ok = EVP_DecryptUpdate(c, wire.data(), &outl, wire.data(), static_cast<int>(h.length)) == 1;
+        // Nothing of the plaintext is used unless the tag verifies.
+        ok = ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, kSessionTagBytes, tag) == 1 &&
+             EVP_DecryptFinal_ex(c, wire.data() + h.length, &outl) == 1;
         if (!ok)
             return refuse(EACCES, fmt::format("{} message fails authentication (altered or forged)",
                                               msg_type_name(type)));
     }
+    wire.resize(h.length);
+    m.payload = std::move(wire);
     recv_seq_++;
-    bytes_received_ += sizeof h + wire.size();
+    bytes_received_ += sizeof h + wire_bytes;
     return m;
 }
 

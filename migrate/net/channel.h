@@ -106,9 +106,32 @@ struct ChannelOptions {
     int connect_timeout_ms = 10000;
 };
 
+// An allocator whose resize() leaves new bytes uninitialised: a 4 MiB payload is overwritten
+// by the socket read and the decryption right away, and zero-filling it first cost as much
+// CPU on the receiver as the decryption (perf, bench/README.md).
+template <class T>
+struct UninitAllocator : std::allocator<T> {
+    template <class U>
+    struct rebind {
+        using other = UninitAllocator<U>;
+    };
+    UninitAllocator() = default;
+    template <class U>
+    UninitAllocator(const UninitAllocator<U>&) noexcept {}
+    template <class U>
+    void construct(U* p) noexcept {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) {
+        ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+};
+using Payload = std::vector<uint8_t, UninitAllocator<uint8_t>>;
+
 struct Message {
     MsgType type{};
-    std::vector<uint8_t> payload;
+    Payload payload;
 };
 
 class Channel {
@@ -132,6 +155,12 @@ public:
     Expected<Message> recv(int timeout_ms = -1);
     // The next frame, which must be `type`; an `error` frame from the peer becomes that error.
     Expected<Message> expect(MsgType type, int timeout_ms = -1);
+    // Hands a received payload back for the next recv() to reuse: a fresh 4 MiB buffer per
+    // page batch is a fresh mapping to fault in and zero (perf showed it on the receiver).
+    void recycle(Payload&& p) {
+        if (p.capacity() > spare_.capacity())
+            spare_ = std::move(p);
+    }
     // Tells the peer why we give up (best effort) and breaks the channel.
     void send_error(const Error& e);
 
@@ -160,7 +189,8 @@ private:
     uint64_t send_seq_ = 0, recv_seq_ = 0;
     uint64_t bytes_sent_ = 0, bytes_received_ = 0;
     bool broken_ = false;
-    std::vector<uint8_t> sendbuf_;
+    Payload sendbuf_;
+    Payload spare_;  // a received payload handed back by recycle()
     std::unique_ptr<std::mutex> mu_ = std::make_unique<std::mutex>();
 };
 

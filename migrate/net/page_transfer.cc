@@ -116,6 +116,7 @@ Expected<bool> PageReceiver::handle(Channel& ch, const Message& m) {
                 return failf(EPROTO, "pages of {} sent twice", sid);
         PageWriterOptions o;
         o.codec = static_cast<PageCodec>(codec);
+        o.direct_io = opts_.direct_io;
         created_.push_back(sid);
         cur_ = std::make_unique<PageWriter>(TRY(PageWriter::create(dir_, sid, o)));
         id_ = sid;
@@ -167,7 +168,7 @@ Expected<bool> PageReceiver::handle(Channel& ch, const Message& m) {
             return fail(EPROTO, "pages_close without pages_open");
         if (r.left())
             return fail(EBADMSG, "malformed pages_close");
-        TRY_VOID_CTX(cur_->finish(true), "pages of {}", id_);
+        TRY_VOID_CTX(cur_->finish(opts_.sync), "pages of {}", id_);
         const PageWriterStats& s = cur_->stats();
         stored_ += s.bytes_stored;
         ByteWriter w;

@@ -48,9 +48,17 @@ private:
     bool finished_ = false;
 };
 
+// How the receiver stores pages.
+struct PageReceiverOptions {
+    // fsync each process's pages before pages_done (a page server's dump must survive a crash).
+    bool sync = true;
+    // O_DIRECT for the pages file, as a local dump writes it.
+    bool direct_io = true;
+};
+
 class PageReceiver {
 public:
-    PageReceiver(const ImageDir& dir, Log& log) : dir_(dir), log_(log) {}
+    PageReceiver(const ImageDir& dir, Log& log, PageReceiverOptions opts = {}) : dir_(dir), log_(log), opts_(opts) {}
     ~PageReceiver();
 
     // Handles `m` if it is a page message (true), answering on `ch` where the protocol
@@ -75,6 +83,7 @@ private:
     Status check_range(uint64_t vaddr, uint64_t nr);
     const ImageDir& dir_;
     Log& log_;
+    PageReceiverOptions opts_;
     int64_t id_ = 0;
     std::unique_ptr<PageWriter> cur_;
     uint64_t next_ = 0;  // lowest address the next range may start at

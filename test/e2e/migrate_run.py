@@ -485,8 +485,10 @@ def scenario_dest_killed(r, hosts):
 
 
 def scenario_src_disk_full(r, hosts):
-    """The source's disk fills up half way (its scratch directory on a 2 MiB tmpfs): the
-    migration fails, the source runs on intact, the destination keeps nothing."""
+    """The source's disk fills up half way (its scratch directory on a 16 KiB tmpfs: the pages
+    stream straight to the destination, only each round's other images and pagemap are
+    written there, a few KiB each): the migration fails, the source runs on intact, the
+    destination keeps nothing."""
     pid = r.start_workload()
     port = free_port()
     srv, cache = start_serve(r, hosts, r.key, port)
@@ -494,7 +496,7 @@ def scenario_src_disk_full(r, hosts):
     os.mkdir(small)
     cmd = [r.a.criu, "migrate", "-t", str(pid), "--to", f"{B_ADDR}:{port}", "--auth-key", r.key, "-o",
            "migrate.log", "-W", r.tmp, "-v4"]
-    script = f"mount -t tmpfs -o size=2m tmpfs {small} && TMPDIR={small} exec " + " ".join(cmd)
+    script = f"mount -t tmpfs -o size=16k tmpfs {small} && TMPDIR={small} exec " + " ".join(cmd)
     m = r.criu_raw(hosts.in_a(["unshare", "-m", "--propagation", "private", "sh", "-c", script]))
     if m.returncode == 0:
         raise Failure("criu migrate succeeded on a full disk")

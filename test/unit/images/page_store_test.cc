@@ -167,6 +167,46 @@ TEST_CASE("page store: round trip on tmpfs", "[page_store]") {
     check_layout(*r);
 }
 
+// A migration's source keeps each round's set only as the next round's parent: the pagemap
+// and a pages file of the right size, with a hole where the data would be.
+TEST_CASE("page store: a layout-only writer leaves a valid parent with no data written", "[page_store]") {
+    TempDir tmp;
+    auto a = make_dir(tmp.file("a"));
+    PageWriterStats full;
+    {
+        PageWriterOptions o;
+        o.layout_only = true;
+        write_layout(a, o, &full);
+    }
+    CHECK(full.pages_present == 304);
+    CHECK(full.entries == 4);
+    CHECK(full.pages_file_size == kPagesHeaderSize + 304 * kPageSize);
+    struct stat sb;
+    REQUIRE(::stat(tmp.file("a/pages-1.img").c_str(), &sb) == 0);
+    CHECK(uint64_t(sb.st_size) == full.pages_file_size);
+    CHECK(uint64_t(sb.st_blocks) * 512 < 64 * 1024);  // the header's block, not 1.2 MiB of pages
+    auto r = PageReader::open(a, 1);
+    REQUIRE(r);
+    CHECK(r->count_pages(images::PE_PRESENT) == 304);
+    CHECK(r->count_pages(images::PE_ZERO) == 16);
+    // The next set names it as parent: the chain validates as one written with the data.
+    auto b = make_dir(tmp.file("b"), "../a");
+    {
+        auto w = PageWriter::create(b, 1);
+        REQUIRE(w);
+        Pages p(2);
+        fill_page(p.page(0), kBase + 5 * kPageSize, 2);
+        fill_page(p.page(1), kBase + 6 * kPageSize, 2);
+        REQUIRE(w->add_parent(kBase, 5));
+        REQUIRE(w->add_pages(kBase + 5 * kPageSize, p.p, 2));
+        REQUIRE(w->add_parent(kBase + 7 * kPageSize, 293));
+        REQUIRE(w->finish());
+    }
+    auto rb = PageReader::open(b, 1);
+    REQUIRE(rb);
+    check_range(*rb, kBase + 5 * kPageSize, 2, [](char* dst, uint64_t va) { fill_page(dst, va, 2); });
+}
+
 TEST_CASE("page store: zstd round trip, inline and on worker threads", "[page_store]") {
     for (unsigned threads : {0u, 2u}) {
         for (bool direct : {true, false}) {

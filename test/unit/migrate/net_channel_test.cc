@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <functional>
@@ -211,13 +212,13 @@ TEST_CASE("channel: the right key gets every message through, intact and in orde
     REQUIRE_FALSE(r.server.error);
     REQUIRE(r.server.got.size() == 3);
     CHECK(r.server.got[0].type == MsgType::file_data);
-    CHECK(r.server.got[0].payload == bytes(100, 1));
+    CHECK(std::ranges::equal(r.server.got[0].payload, bytes(100, 1)));
     std::vector<uint8_t> want = bytes(10, 3);
     auto big = bytes(4 << 20, 2);
     want.insert(want.end(), big.begin(), big.end());
     CHECK(r.server.got[1].type == MsgType::pages_data);
-    CHECK(r.server.got[1].payload == want);
-    CHECK(r.server.got[2].payload == bytes(10, 3));
+    CHECK(std::ranges::equal(r.server.got[1].payload, want));
+    CHECK(std::ranges::equal(r.server.got[2].payload, bytes(10, 3)));
 }
 
 TEST_CASE("channel: a wrong key is refused on both sides before any message", "[net]") {
