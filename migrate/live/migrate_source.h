@@ -5,9 +5,10 @@
 // until what the last round had to send again fits --max-downtime-ms at the bandwidth that
 // round measured (or a round stops shrinking the dirty set, or max_rounds; then the process
 // may be throttled through a cgroup until the rounds converge: convergence.h); then the frozen
-// dump of what changed since, and the rest of the state. Every set's pages go both to the
-// destination and into a private scratch directory (where the next increment finds its
-// parent), the other images are sent from there; the destination restores the chain and
+// dump of what changed since, and the rest of the state. Every set's pages stream from the
+// process's memory to the destination; a private scratch directory keeps the set's layout
+// (pagemap, a sparse pages file: where the next increment finds its parent) and the other
+// images, which are sent from there; the destination restores the chain and
 // holds the process; only then is the source killed, and the destination lets its copy run. Any failure before that point (the destination refuses, dies, goes silent, the
 // connection drops) resumes the source exactly as it was; the destination keeps nothing.
 #pragma once

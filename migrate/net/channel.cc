@@ -5,7 +5,11 @@
 #include <openssl/rand.h>
 
 #include <array>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <optional>
+#include <thread>
 
 #include "migrate/cache/byte_io.h"
 
@@ -147,6 +151,89 @@ struct Channel::Keys {
     }
 };
 
+// Writes sealed frames in order on a thread of its own. The frames are complete (header,
+// ciphertext, tag) when queued, so sequence numbers and keys stay with the sending threads.
+struct Channel::SendThread {
+    static constexpr size_t kMaxQueued = 3;  // 3 x 4 MiB in flight: enough to overlap, little memory
+    int fd;
+    int timeout_ms;
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<Payload> queue;
+    std::vector<Payload> spare;  // written frames' buffers, reused
+    size_t in_flight = 0;        // queued or being written
+    std::optional<Error> error;
+    bool stopping = false;
+    std::thread thread;
+
+    SendThread(int f, int t) : fd(f), timeout_ms(t) { thread = std::thread([this] { run(); }); }
+    ~SendThread() {
+        {
+            std::lock_guard l(m);
+            stopping = true;
+        }
+        cv.notify_all();
+        thread.join();  // after the queue is written out (or skipped after an error)
+    }
+    void run() {
+        for (;;) {
+            Payload f;
+            bool skip;
+            {
+                std::unique_lock l(m);
+                cv.wait(l, [&] { return stopping || !queue.empty(); });
+                if (queue.empty())
+                    return;
+                f = std::move(queue.front());
+                queue.pop_front();
+                skip = error.has_value();
+            }
+            Status st;
+            if (!skip) {
+                iovec iov{f.data(), f.size()};
+                st = write_full(fd, {&iov, 1}, timeout_ms);
+            }
+            {
+                std::lock_guard l(m);
+                if (!st && !error)
+                    error = std::move(st.error());
+                spare.push_back(std::move(f));
+                in_flight--;
+            }
+            cv.notify_all();
+        }
+    }
+    // A buffer for the next frame, once fewer than kMaxQueued are in flight.
+    Payload take() {
+        std::unique_lock l(m);
+        cv.wait(l, [&] { return in_flight < kMaxQueued || error; });
+        if (spare.empty())
+            return {};
+        Payload p = std::move(spare.back());
+        spare.pop_back();
+        return p;
+    }
+    void push(Payload f) {
+        {
+            std::lock_guard l(m);
+            queue.push_back(std::move(f));
+            in_flight++;
+        }
+        cv.notify_all();
+    }
+    std::optional<Error> failed() {
+        std::lock_guard l(m);
+        return error;
+    }
+    Status drain() {
+        std::unique_lock l(m);
+        cv.wait(l, [&] { return in_flight == 0; });
+        if (error)
+            return std::unexpected(*error);
+        return {};
+    }
+};
+
 Channel::Channel(UniqueFd fd, std::string peer, ChannelOptions opts)
     : fd_(std::move(fd)), peer_(std::move(peer)), opts_(opts), keys_(std::make_unique<Keys>()) {}
 Channel::Channel(Channel&&) noexcept = default;
@@ -178,6 +265,11 @@ Status Channel::send_frame(MsgType type, std::span<const uint8_t> head, std::spa
             return broke(std::move(st.error()));
     } else {
         // Ciphertext is as long as the plaintext; one buffer for header, ciphertext and tag.
+        if (sender_) {
+            if (auto e = sender_->failed())
+                return broke(std::move(*e));
+            sendbuf_ = sender_->take();
+        }
         sendbuf_.resize(sizeof h + len + kSessionTagBytes);
         std::memcpy(sendbuf_.data(), &h, sizeof h);
         uint8_t iv[12];
@@ -195,10 +287,15 @@ Status Channel::send_frame(MsgType type, std::span<const uint8_t> head, std::spa
              EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, kSessionTagBytes, out + len) == 1;
         if (!ok)
             return broke(Error(EIO, "AES-GCM encryption failed"));
-        iovec iov{sendbuf_.data(), sendbuf_.size()};
-        Status st = write_full(fd_.get(), {&iov, 1}, opts_.io_timeout_ms);
-        if (!st)
-            return broke(std::move(st.error()));
+        if (sender_) {
+            sender_->push(std::move(sendbuf_));
+            sendbuf_ = Payload();
+        } else {
+            iovec iov{sendbuf_.data(), sendbuf_.size()};
+            Status st = write_full(fd_.get(), {&iov, 1}, opts_.io_timeout_ms);
+            if (!st)
+                return broke(std::move(st.error()));
+        }
     }
     send_seq_++;
     bytes_sent_ += sizeof h + len + (handshake ? kHandshakeTagBytes : kSessionTagBytes);
@@ -208,6 +305,11 @@ Status Channel::send_frame(MsgType type, std::span<const uint8_t> head, std::spa
 Expected<Message> Channel::recv_frame(int timeout_ms, bool handshake) {
     if (broken_)
         return failf(EPIPE, "the connection to {} is already broken", peer_);
+    if (sender_)
+        if (auto e = sender_->failed()) {  // what we sent did not get through: no answer will come
+            broken_ = true;
+            return std::unexpected(std::move(*e));
+        }
     if (timeout_ms < 0)
         timeout_ms = opts_.io_timeout_ms;
     auto refuse = [&](int err, std::string why) -> Expected<Message> {
@@ -282,6 +384,20 @@ Expected<Message> Channel::recv_frame(int timeout_ms, bool handshake) {
     recv_seq_++;
     bytes_received_ += sizeof h + wire_bytes;
     return m;
+}
+
+void Channel::start_send_thread() {
+    if (!sender_)
+        sender_ = std::make_unique<SendThread>(fd_.get(), opts_.io_timeout_ms);
+}
+
+Status Channel::flush() {
+    if (!sender_)
+        return {};
+    Status st = sender_->drain();
+    if (!st)
+        return broke(std::move(st.error()));
+    return {};
 }
 
 Status Channel::send(MsgType type, std::span<const uint8_t> head, std::span<const uint8_t> body) {

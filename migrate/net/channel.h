@@ -155,6 +155,14 @@ public:
     Expected<Message> recv(int timeout_ms = -1);
     // The next frame, which must be `type`; an `error` frame from the peer becomes that error.
     Expected<Message> expect(MsgType type, int timeout_ms = -1);
+    // From now on send() encrypts on the caller's thread and a thread of the channel's own
+    // writes the frames to the socket, in order (at most a few 4 MiB frames queued), so the
+    // sender's next batch is read and encrypted while the kernel copies this one (the socket
+    // write, veth included, cost as much CPU as the encryption). An error of that thread
+    // breaks the channel: the next send(), flush() or recv() returns it.
+    void start_send_thread();
+    // Waits until every frame queued so far is written (or failed).
+    Status flush();
     // Hands a received payload back for the next recv() to reuse: a fresh 4 MiB buffer per
     // page batch is a fresh mapping to fault in and zero (perf showed it on the receiver).
     void recycle(Payload&& p) {
@@ -175,6 +183,7 @@ public:
 
 private:
     struct Keys;
+    struct SendThread;
     Channel(UniqueFd fd, std::string peer, ChannelOptions opts);
     Status send_frame(MsgType type, std::span<const uint8_t> head, std::span<const uint8_t> body, bool handshake);
     Expected<Message> recv_frame(int timeout_ms, bool handshake);
@@ -190,6 +199,7 @@ private:
     uint64_t bytes_sent_ = 0, bytes_received_ = 0;
     bool broken_ = false;
     Payload sendbuf_;
+    std::unique_ptr<SendThread> sender_;  // after start_send_thread(); owns the writing side
     Payload spare_;  // a received payload handed back by recycle()
     std::unique_ptr<std::mutex> mu_ = std::make_unique<std::mutex>();
 };
