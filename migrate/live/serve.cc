@@ -105,7 +105,7 @@ Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::st
         // Staging images live only until the process runs here and its memory is in: no fsync
         // (a crash of this host loses the process anyway). O_DIRECT stays: buffered writes
         // into fresh page cache cost 4x the socket's copy here (perf; MACHINE-LIMITS.md).
-        s.pages = std::make_unique<PageReceiver>(*s.dir, log, PageReceiverOptions{.sync = false});
+        s.pages = std::make_unique<PageReceiver>(*s.dir, log, PageReceiverOptions{.sync = false, .writer_thread = true});
         s.files = std::make_unique<FileReceiver>(s.dir->fd());
         sets.push_back(std::move(s));
         return {};
@@ -143,7 +143,8 @@ Expected<pid_t> receive_one(Channel& ch, const ServeOptions& opts, const std::st
             continue;
         if (!TRY(cur.pages->handle(ch, m)))
             return failf(EPROTO, "unexpected {} message during the transfer", msg_type_name(m.type));
-        ch.recycle(std::move(m.payload));
+        ch.recycle(std::move(m.payload));  // empty when the writer thread took it
+        ch.recycle(cur.pages->spare_buffer());
     }
     Set& last = sets.back();
     if (!last.pages->idle())

@@ -2,6 +2,12 @@
 
 #include <unistd.h>
 
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+
 #include "images/image_io.h"
 #include "migrate/cache/byte_io.h"
 
@@ -82,7 +88,109 @@ Status RemotePageSink::finish(bool) {
 
 // ---- receiver ----------------------------------------------------------------------
 
-PageReceiver::~PageReceiver() = default;
+// The PageWriter calls of one receiver, in arrival order, on a thread of their own.
+struct PageReceiver::Writer {
+    static constexpr size_t kMaxQueued = 3;  // 4 MiB frames: bounded memory, enough to overlap
+    enum class Kind { data, zero, parent };
+    struct Job {
+        Kind kind;
+        uint64_t vaddr;
+        uint32_t nr;
+        bool lazy;
+        Payload buf;  // data: the whole payload, pages from `off`
+        size_t off;
+    };
+    PageWriter* pw = nullptr;  // the open process's writer; set only while the queue is empty
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<Job> queue;
+    bool busy = false;
+    bool stopping = false;
+    std::optional<Error> error;
+    std::vector<Payload> spare;
+    std::thread thread;
+
+    Writer() { thread = std::thread([this] { run(); }); }
+    ~Writer() {
+        {
+            std::lock_guard l(m);
+            stopping = true;
+        }
+        cv.notify_all();
+        thread.join();
+    }
+    void run() {
+        for (;;) {
+            Job j;
+            bool skip;
+            {
+                std::unique_lock l(m);
+                cv.wait(l, [&] { return stopping || !queue.empty(); });
+                if (queue.empty())
+                    return;
+                j = std::move(queue.front());
+                queue.pop_front();
+                busy = true;
+                skip = error.has_value();
+            }
+            Status st;
+            if (!skip) {
+                if (j.kind == Kind::data)
+                    st = pw->add_pages(j.vaddr, j.buf.data() + j.off, j.nr, j.lazy);
+                else if (j.kind == Kind::zero)
+                    st = pw->add_zero(j.vaddr, j.nr);
+                else
+                    st = pw->add_parent(j.vaddr, j.nr);
+            }
+            {
+                std::lock_guard l(m);
+                if (!st && !error)
+                    error = std::move(st.error());
+                if (j.buf.capacity() && spare.size() < kMaxQueued)
+                    spare.push_back(std::move(j.buf));
+                busy = false;
+            }
+            cv.notify_all();
+        }
+    }
+    Status push(Job j) {
+        std::unique_lock l(m);
+        cv.wait(l, [&] { return queue.size() < kMaxQueued || error; });
+        if (error)
+            return std::unexpected(*error);
+        queue.push_back(std::move(j));
+        l.unlock();
+        cv.notify_all();
+        return {};
+    }
+    Status drain() {
+        std::unique_lock l(m);
+        cv.wait(l, [&] { return queue.empty() && !busy; });
+        if (error)
+            return std::unexpected(*error);
+        return {};
+    }
+};
+
+PageReceiver::PageReceiver(const ImageDir& dir, Log& log, PageReceiverOptions opts)
+    : dir_(dir), log_(log), opts_(opts) {}
+
+PageReceiver::~PageReceiver() {
+    writer_.reset();  // before cur_: the thread may be inside it
+}
+
+Status PageReceiver::drain() { return writer_ ? writer_->drain() : Status{}; }
+
+Payload PageReceiver::spare_buffer() {
+    if (!writer_)
+        return {};
+    std::lock_guard l(writer_->m);
+    if (writer_->spare.empty())
+        return {};
+    Payload p = std::move(writer_->spare.back());
+    writer_->spare.pop_back();
+    return p;
+}
 
 Status PageReceiver::check_range(uint64_t vaddr, uint64_t nr) {
     if (!cur_)
@@ -96,7 +204,7 @@ Status PageReceiver::check_range(uint64_t vaddr, uint64_t nr) {
     return {};
 }
 
-Expected<bool> PageReceiver::handle(Channel& ch, const Message& m) {
+Expected<bool> PageReceiver::handle(Channel& ch, Message& m) {
     ByteReader r(m.payload);
     switch (m.type) {
     case MsgType::pages_open: {
@@ -119,6 +227,10 @@ Expected<bool> PageReceiver::handle(Channel& ch, const Message& m) {
         o.direct_io = opts_.direct_io;
         created_.push_back(sid);
         cur_ = std::make_unique<PageWriter>(TRY(PageWriter::create(dir_, sid, o)));
+        if (opts_.writer_thread) {
+            writer_ = std::make_unique<Writer>();
+            writer_->pw = cur_.get();
+        }
         id_ = sid;
         next_ = 0;
         log_.debug("pages", "{}: receiving the pages of {}", ch.peer(), sid);
@@ -136,7 +248,10 @@ Expected<bool> PageReceiver::handle(Channel& ch, const Message& m) {
         if (r.left() != uint64_t(nr) * kPage)
             return failf(EBADMSG, "process {}: pages_data at {:#x} says {} pages and carries {} bytes", id_, vaddr, nr,
                          r.left());
-        TRY_VOID(cur_->add_pages(vaddr, m.payload.data() + r.pos(), nr, lazy));
+        if (writer_)
+            TRY_VOID(writer_->push({Writer::Kind::data, vaddr, nr, lazy != 0, std::move(m.payload), r.pos()}));
+        else
+            TRY_VOID(cur_->add_pages(vaddr, m.payload.data() + r.pos(), nr, lazy));
         pages_ += nr;
         return true;
     }
@@ -151,7 +266,7 @@ Expected<bool> PageReceiver::handle(Channel& ch, const Message& m) {
         if (m.type == MsgType::pages_remote) {
             // A hole in the images, filled only through post-copy: zero in the pagemap (so
             // the chain stays well formed), and remembered as owed by the sender.
-            TRY_VOID(cur_->add_zero(vaddr, nr));
+            TRY_VOID(writer_ ? writer_->push({Writer::Kind::zero, vaddr, nr, false, {}, 0}) : cur_->add_zero(vaddr, nr));
             Ranges& rr = remote_[id_];
             uint64_t end = vaddr + uint64_t(nr) * kPage;
             if (!rr.empty() && rr.back().second == vaddr)
@@ -160,7 +275,11 @@ Expected<bool> PageReceiver::handle(Channel& ch, const Message& m) {
                 rr.emplace_back(vaddr, end);
             return true;
         }
-        TRY_VOID(m.type == MsgType::pages_zero ? cur_->add_zero(vaddr, nr) : cur_->add_parent(vaddr, nr));
+        if (writer_)
+            TRY_VOID(writer_->push({m.type == MsgType::pages_zero ? Writer::Kind::zero : Writer::Kind::parent, vaddr,
+                                    nr, false, {}, 0}));
+        else
+            TRY_VOID(m.type == MsgType::pages_zero ? cur_->add_zero(vaddr, nr) : cur_->add_parent(vaddr, nr));
         return true;
     }
     case MsgType::pages_close: {
@@ -168,6 +287,10 @@ Expected<bool> PageReceiver::handle(Channel& ch, const Message& m) {
             return fail(EPROTO, "pages_close without pages_open");
         if (r.left())
             return fail(EBADMSG, "malformed pages_close");
+        TRY_VOID_CTX(drain(), "pages of {}", id_);
+        // The thread and its buffers go with the process: nothing of it stays around while
+        // the destination restores (one receiver per image set, a dozen sets per migration).
+        writer_.reset();
         TRY_VOID_CTX(cur_->finish(opts_.sync), "pages of {}", id_);
         const PageWriterStats& s = cur_->stats();
         stored_ += s.bytes_stored;
@@ -187,12 +310,14 @@ Expected<bool> PageReceiver::handle(Channel& ch, const Message& m) {
 
 Status PageReceiver::add_data(uint64_t vaddr, const uint8_t* data, uint32_t nr) {
     TRY_VOID(check_range(vaddr, nr));
+    TRY_VOID(drain());  // `data` is the caller's only during this call: in order, here
     TRY_VOID(cur_->add_pages(vaddr, data, nr));
     pages_ += nr;
     return {};
 }
 
 void PageReceiver::discard() {
+    (void)drain();  // its error is the failure being cleaned up after
     cur_.reset();
     for (int64_t id : created_) {
         for (const char* prefix : {"pages-", "pagemap-"}) {

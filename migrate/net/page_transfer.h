@@ -54,17 +54,23 @@ struct PageReceiverOptions {
     bool sync = true;
     // O_DIRECT for the pages file, as a local dump writes it.
     bool direct_io = true;
+    // Page data goes to the PageWriter on a thread of its own (its copy into the writer's
+    // buffer and the O_DIRECT write), while the receiving thread reads and decrypts the next
+    // frame. Errors come back on the next message of the process, at the latest pages_close.
+    bool writer_thread = false;
 };
 
 class PageReceiver {
 public:
-    PageReceiver(const ImageDir& dir, Log& log, PageReceiverOptions opts = {}) : dir_(dir), log_(log), opts_(opts) {}
+    PageReceiver(const ImageDir& dir, Log& log, PageReceiverOptions opts = {});
     ~PageReceiver();
 
     // Handles `m` if it is a page message (true), answering on `ch` where the protocol
     // says so. A malformed or out-of-order message is an error naming the process and
     // the range; nothing of it is written.
-    Expected<bool> handle(Channel& ch, const Message& m);
+    Expected<bool> handle(Channel& ch, Message& m);
+    // A payload the writer thread is done with, for Channel::recycle (empty if none).
+    Payload spare_buffer();
     // Pages that arrived another way (by content key through the chunk cache), checked like
     // pages_data.
     Status add_data(uint64_t vaddr, const uint8_t* data, uint32_t nr_pages);
@@ -80,12 +86,15 @@ public:
     uint64_t bytes_stored() const { return stored_; }
 
 private:
+    struct Writer;
     Status check_range(uint64_t vaddr, uint64_t nr);
+    Status drain();  // every queued write done; the writer thread's first error
     const ImageDir& dir_;
     Log& log_;
     PageReceiverOptions opts_;
     int64_t id_ = 0;
     std::unique_ptr<PageWriter> cur_;
+    std::unique_ptr<Writer> writer_;  // after cur_: stops before cur_ goes
     uint64_t next_ = 0;  // lowest address the next range may start at
     std::vector<int64_t> created_;
     std::map<int64_t, Ranges> remote_;

@@ -81,7 +81,9 @@ TEST_CASE("pages over the channel: the receiver's images read back as sent", "[n
     Link l;
     TempDir d;
     ImageDir dir = *ImageDir::create(d.path);
-    PageReceiver rx(dir, l.log);
+    PageReceiverOptions ro;
+    ro.writer_thread = GENERATE(false, true);  // criu serve writes on a thread of its own
+    PageReceiver rx(dir, l.log, ro);
     auto a = pages(3, 1), b = pages(1500, 2);  // b is split over two messages
     Status got;
     std::thread t([&] { got = receive(*l.server, rx, nullptr, nullptr, 6); });
