@@ -15,6 +15,8 @@
 #include <cstring>
 #include <map>
 
+#include "criu/ipc/sysv_semadj.h"
+
 namespace criu {
 
 void report_child_failure(int report_fd, const Error& e) {
@@ -146,6 +148,8 @@ Status prepare(const ChildPlan& plan, Log& log, int& report_fd) {
         TRY_VOID(fork_tree_part(*plan.tree, plan.tree_index, report_fd, log));
     else
         TRY_VOID(set_session_and_group(p.entry, log));
+    // Once the semaphore sets exist, and after forking (a child starts without an undo list).
+    TRY_VOID(restore_semadj(p.core));
     const bool fs_shared = p.entry.shares_fs_with_parent();
     if (fs_shared && p.fs && p.fs->root() != "/")
         return failf(ENOTSUP, "pid {} shares cwd and root with its parent, and its root is {}: not supported (the "

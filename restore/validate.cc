@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "criu/ipc/sysv_semadj.h"
 #include "restore/sigframe.h"
 
 namespace criu {
@@ -376,6 +377,7 @@ Status validate_process(const images::Inventory& inv, const RestoredProcessImage
     TRY_VOID(validate_vdso(inv, p, host));
     TRY_VOID(validate_signals_and_timers(p));
     TRY_VOID(validate_task_misc(p));
+    TRY_VOID_CTX(validate_semadj(p.core), "{}", core_file(p.entry.pid()));
     return {};
 }
 

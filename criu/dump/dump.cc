@@ -21,6 +21,7 @@
 #include "criu/dump/process_tree.h"
 #include "criu/dump/thread_state.h"
 #include "criu/ipc/sysv_ipc.h"
+#include "criu/ipc/sysv_semadj.h"
 #include "images/image_io.h"
 #include "images/page_reader.h"
 #include "migrate/net/page_server.h"
@@ -40,6 +41,7 @@ Status dump_remote_state(DumpContext& ctx, SeizedProcess& sp, const ProcStat& st
     TRY_VOID_CTX(dump_thread_remote_state(rs, *out.core.mutable_threads(0)), "tid {}", sp.pid());
     TRY_VOID(dump_process_state(sp, rs, stat, status, out.core, ctx.log));
     TRY_VOID(dump_mm_fields(sp.pid(), rs, stat, out.mm));
+    TRY_VOID(dump_semadj(sp.pid(), rs, out.core, ctx.log));
     if (threads.size() == 1)
         TRY_VOID(ctx.checkpoint("sibling"));
     for (size_t i = 1; i < threads.size(); ++i) {

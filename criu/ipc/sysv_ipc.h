@@ -11,7 +11,7 @@
 // Images: ipc-ns.img (one IpcNamespace) and one raw sparse file per segment with its bytes
 // (SysvShm.content_file). Mappings of segments are VMA_SYSV_SHM VMAs in mm.img whose shmid is
 // the segment id; the restorer blob attaches them with shmat() at their address.
-// Not restored: semaphore undo values (semadj) of the process, the SHM_HUGETLB flag.
+// The processes' semaphore undo adjustments (semadj): sysv_semadj.h. Not restored: the SHM_HUGETLB flag.
 #pragma once
 
 #include <sys/types.h>
