@@ -104,7 +104,9 @@ class Hosts:
     """Namespaces A (source) and B (destination, with its own pid namespace)."""
 
     def __init__(self):
-        tag = f"{os.getpid() % 100000}"
+        # The pid alone is not unique: runs in different pid namespaces (ctest-ci shape) share
+        # /run/netns and the interface names. 11 characters at most: an interface name is <= 15.
+        tag = f"{os.getpid() % 100000}{os.urandom(2).hex()}"
         self.a, self.b = f"cmig{tag}a", f"cmig{tag}b"
         self.va, self.vb = f"cma{tag}", f"cmb{tag}"
         self.b_init = None
