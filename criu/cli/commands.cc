@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -62,7 +63,29 @@ int cmd_check(const CommandArgs& cmd) {
 }
 
 // `dump` and `pre-dump` (memory only, the process always runs on).
-int cmd_dump(const Options& opts, bool pre) {
+// --cache-size, --cache-mode, --cache-policy (dump, pre-dump, migrate; all need --cache-dir).
+struct CacheArgs {
+    uint64_t size = 0;
+    std::optional<CacheMode> mode;
+    std::optional<EvictionPolicy> policy;
+};
+
+Expected<CacheArgs> parse_cache_args(const CommandArgs& cmd) {
+    CacheArgs a;
+    if (cmd.cache_size.empty() && cmd.cache_mode.empty() && cmd.cache_policy.empty())
+        return a;
+    if (cmd.cache_dir.empty())
+        return fail(EINVAL, "--cache-size, --cache-mode and --cache-policy need --cache-dir");
+    if (!cmd.cache_size.empty())
+        a.size = TRY_CTX(parse_cache_size(cmd.cache_size), "--cache-size");
+    if (!cmd.cache_mode.empty())
+        a.mode = TRY_CTX(parse_cache_mode(cmd.cache_mode), "--cache-mode");
+    if (!cmd.cache_policy.empty())
+        a.policy = TRY_CTX(parse_eviction_policy(cmd.cache_policy), "--cache-policy");
+    return a;
+}
+
+int cmd_dump(const CommandArgs& cmd, const Options& opts, bool pre) {
     const char* what = pre ? "pre-dump" : "dump";
     if (opts.pid <= 0) {
         fmt::print(stderr, "Error ({}): no process given: use -t PID\n", what);
@@ -72,8 +95,29 @@ int cmd_dump(const Options& opts, bool pre) {
     open_log(log, opts, pre ? "pre-dump.log" : "dump.log");
     log.info("cli", "criu {} -t {} -D {}", what, opts.pid, opts.images_dir);
     Options o = opts;
+    // --page-server --cache-dir: the page server connection with the cache is made here and
+    // handed to the dump as its page sinks; the dump's own page-server path stays out of it.
+    std::unique_ptr<PageServerClient> cached_ps;
+    DumpHooks hooks;
+    if (!cmd.cache_dir.empty() || !cmd.cache_size.empty() || !cmd.cache_mode.empty() || !cmd.cache_policy.empty()) {
+        auto ca = parse_cache_args(cmd);
+        if (ca && !opts.page_server)
+            ca = fail(EINVAL, "--cache-dir on a dump needs --page-server: the cache's writer streams to it");
+        if (ca && opts.pre_copy && !pre)
+            ca = fail(EINVAL, "--cache-dir does not go with dump --pre-copy (use criu migrate)");
+        if (!ca)
+            return report(log, what, ca.error());
+        PageServerCache pc{cmd.cache_dir, ca->size, ca->mode.value_or(CacheMode::writeback), ca->policy};
+        auto ps = PageServerClient::connect(opts.address, opts.port, opts.auth_key, log, &pc);
+        if (!ps)
+            return report(log, what, ps.error());
+        cached_ps = std::move(*ps);
+        o.page_server = false;
+        hooks.page_sinks = cached_ps->factory();
+        hooks.before_release = [&]() -> Status { return with_context(cached_ps->close(), "page server"); };
+    }
     o.reap_killed = false;  // criu exits right after: see Options::reap_killed
-    auto r = pre ? run_pre_dump(o, log) : o.pre_copy ? run_pre_copy_dump(o, log) : run_dump(o, log);
+    auto r = pre ? run_pre_dump(o, log, hooks) : o.pre_copy ? run_pre_copy_dump(o, log) : run_dump(o, log, hooks);
     if (!r)
         return report(log, what, r.error());
     return 0;
@@ -140,7 +184,7 @@ int cmd_show(const CommandArgs& cmd, const Options& opts) {
     return 0;
 }
 
-int cmd_page_server(const Options& opts) {
+int cmd_page_server(const CommandArgs& cmd, const Options& opts) {
     Log log(opts.verbosity);
     open_log(log, opts, "page-server.log");
     PageServerOptions po;
@@ -148,6 +192,7 @@ int cmd_page_server(const Options& opts) {
     po.port = opts.port;
     po.images_dir = opts.images_dir;
     po.auth_key_file = opts.auth_key;
+    po.cache_dir = cmd.cache_dir;
     auto r = run_page_server(po, log);
     return r ? 0 : report(log, "page-server", r.error());
 }
@@ -175,20 +220,14 @@ int cmd_migrate(const CommandArgs& cmd, const Options& opts) {
     mo.to = cmd.to;
     mo.auth_key_file = opts.auth_key;
     mo.cache_dir = cmd.cache_dir;
-    if (!cmd.cache_size.empty() || !cmd.cache_mode.empty() || !cmd.cache_policy.empty()) {
-        Status parsed = [&]() -> Status {
-            if (cmd.cache_dir.empty())
-                return fail(EINVAL, "--cache-size, --cache-mode and --cache-policy need --cache-dir");
-            if (!cmd.cache_size.empty())
-                mo.cache_size = TRY_CTX(parse_cache_size(cmd.cache_size), "--cache-size");
-            if (!cmd.cache_mode.empty())
-                mo.cache_mode = TRY_CTX(parse_cache_mode(cmd.cache_mode), "--cache-mode");
-            if (!cmd.cache_policy.empty())
-                mo.cache_policy = TRY_CTX(parse_eviction_policy(cmd.cache_policy), "--cache-policy");
-            return {};
-        }();
-        if (!parsed)
-            return report(log, "migrate", parsed.error());
+    {
+        auto ca = parse_cache_args(cmd);
+        if (!ca)
+            return report(log, "migrate", ca.error());
+        mo.cache_size = ca->size;
+        if (ca->mode)
+            mo.cache_mode = *ca->mode;
+        mo.cache_policy = ca->policy;
     }
     mo.max_downtime_ms = static_cast<int>(opts.max_downtime_ms);
     mo.post_copy = cmd.post_copy;
@@ -209,7 +248,7 @@ int run_command(const CommandArgs& cmd, const Options& opts) {
     if (cmd.name == "check")
         return cmd_check(cmd);
     if (cmd.name == "dump" || cmd.name == "pre-dump")
-        return cmd_dump(opts, cmd.name == "pre-dump");
+        return cmd_dump(cmd, opts, cmd.name == "pre-dump");
     if (cmd.name == "restore")
         return cmd_restore(opts);
     if (cmd.name == "show")
@@ -226,7 +265,7 @@ int run_command(const CommandArgs& cmd, const Options& opts) {
         return run_cache_command(cmd.args, cmd.cache_dir, cmd.json);
     }
     if (cmd.name == "page-server")
-        return cmd_page_server(opts);
+        return cmd_page_server(cmd, opts);
     if (cmd.name == "serve")
         return cmd_serve(cmd, opts);
     if (cmd.name == "migrate")

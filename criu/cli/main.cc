@@ -90,17 +90,18 @@ int main(int argc, char** argv) {
     app.add_option("--feature", cmd.check_feature, "check: answer for one feature by exit code ('list' lists them)");
     app.add_flag("--json", cmd.json, "check, show --backtraces, cache: print JSON");
     app.add_flag("--backtraces", cmd.backtraces, "show: print each thread's call stack at the dump (text; JSON with --json)");
-    app.add_option("--cache-dir", cmd.cache_dir, "cache, serve, migrate: the SSD cache directory");
+    app.add_option("--cache-dir", cmd.cache_dir,
+                   "cache, serve, migrate, page-server, dump/pre-dump --page-server: the SSD cache directory");
     app.add_option("--auth-key", opts.auth_key, "page-server, dump --page-server, serve, migrate: pre-shared key file");
     app.add_option("--listen", cmd.listen, "serve: listen on ADDR:PORT");
     app.add_option("--to", cmd.to, "migrate: the destination's criu serve, ADDR:PORT");
     app.add_flag("--once", cmd.once, "serve: exit after one migration");
     app.add_flag("--post-copy", cmd.post_copy, "migrate: when pre-copy does not converge, the destination runs the process and fetches the last round's pages on demand");
-    app.add_option("--cache-size", cmd.cache_size, "migrate: bound on the SSD cache's disk use (e.g. 512M, 4G)");
+    app.add_option("--cache-size", cmd.cache_size, "migrate, dump, pre-dump: bound on the SSD cache's disk use (e.g. 512M, 4G)");
     app.add_option("--cache-mode", cmd.cache_mode,
-                   "migrate: writeback (default: acknowledged on the local SSD, sent in the background) or "
+                   "migrate, dump, pre-dump: writeback (default: acknowledged on the local SSD, sent in the background) or "
                    "writethrough (acknowledged once the destination has it)");
-    app.add_option("--cache-policy", cmd.cache_policy, "migrate: eviction order of the SSD cache, lru (default) or fifo");
+    app.add_option("--cache-policy", cmd.cache_policy, "migrate, dump, pre-dump: eviction order of the SSD cache, lru (default) or fifo");
     app.add_flag("--throttle", cmd.throttle,
                  "migrate: when pre-copy does not converge, throttle the process's CPU through a cgroup until it "
                  "does (the default without --post-copy; with it, throttle first and post-copy only if that fails)");

@@ -37,6 +37,9 @@ Status run_page_server(const PageServerOptions& opts, Log& log) {
         return std::unexpected(std::move(ch.error()));
     }
     PageReceiver rx(dir, log);
+    std::unique_ptr<ChunkReceiver> chunks;
+    if (!opts.cache_dir.empty())
+        chunks = std::make_unique<ChunkReceiver>(opts.cache_dir, log);
     for (;;) {
         auto m = ch->recv();
         Status st;
@@ -49,6 +52,12 @@ Status run_page_server(const PageServerOptions& opts, Log& log) {
                 break;
         } else if (m->type == MsgType::error) {
             st = std::unexpected(error_from_payload(m->payload, peer));
+        } else if (is_chunk_message(m->type) && !chunks) {
+            st = failf(EPROTO, "{} sends chunks of an SSD cache (dump --cache-dir): start the page server with "
+                       "--cache-dir DIR", peer);
+        } else if (auto c = chunks ? chunks->handle(*ch, *m, rx) : Expected<bool>(false); !c || *c) {
+            if (!c)
+                st = std::unexpected(std::move(c.error()));
         } else {
             auto handled = rx.handle(*ch, *m);
             if (!handled)
@@ -65,18 +74,36 @@ Status run_page_server(const PageServerOptions& opts, Log& log) {
     }
     log.info("pages", "dump from {} complete: {} pages, {} bytes stored in {}", peer, rx.pages_received(),
              rx.bytes_stored(), dir.path());
+    if (chunks)
+        log.info("pages", "chunks from {}: {} received, {} taken from the cache {}", peer, chunks->chunks_received(),
+                 chunks->chunks_reused(), opts.cache_dir);
     return {};
 }
 
 Expected<std::unique_ptr<PageServerClient>> PageServerClient::connect(const std::string& address, int port,
-                                                                      const std::string& auth_key_file, Log& log) {
+                                                                      const std::string& auth_key_file, Log& log,
+                                                                      const PageServerCache* cache) {
     Endpoint ep = TRY_CTX(Endpoint::from(address, port), "--page-server");
     AuthKey key = TRY(key_or_public(auth_key_file, log, "dump to a page server"));
     Channel ch = TRY_CTX(Channel::connect(ep, key, ChannelPurpose::page_server, log), "page server {}", ep.text);
-    return std::unique_ptr<PageServerClient>(new PageServerClient(std::move(ch)));
+    std::unique_ptr<PageServerClient> c(new PageServerClient(std::move(ch)));
+    if (cache && !cache->dir.empty()) {
+        c->remote_ = std::make_unique<NetChunkRemote>(c->ch_);
+        ChunkCacheOptions co;
+        co.mode = cache->mode;
+        co.cache_size = cache->size;
+        co.policy = cache->policy;
+        co.wait_for_writeback = true;  // a full cache slows the dump to the link's pace
+        co.remote = c->remote_.get();
+        co.log = &log;
+        c->cache_ = TRY_CTX(ChunkCache::open(cache->dir, co), "--cache-dir {}", cache->dir);
+    }
+    return c;
 }
 
 PageSinkFactory PageServerClient::factory() {
+    if (cache_)
+        return [this](int64_t id, const PageWriterOptions& o) { return CachedPageSink::open(ch_, *cache_, id, o); };
     return [this](int64_t id, const PageWriterOptions& o) { return RemotePageSink::open(ch_, id, o); };
 }
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "criu/core/error.h"
@@ -17,6 +18,7 @@
 #include "criu/core/options.h"
 #include "images/page_sink.h"
 #include "migrate/net/channel.h"
+#include "migrate/net/remote_chunks.h"
 
 namespace criu {
 
@@ -25,17 +27,32 @@ struct PageServerOptions {
     int port = 0;
     std::string images_dir;
     std::string auth_key_file;  // empty: the public key, with a warning
+    // A dump with --cache-dir sends content-addressed chunks (remote_chunks.h): they are kept
+    // in this chunk cache and the page images built from them. Empty: such a dump is refused.
+    std::string cache_dir;
     int accept_timeout_ms = -1;  // -1: wait for a dump for ever
     ChannelOptions channel;
 };
 
 Status run_page_server(const PageServerOptions& opts, Log& log);
 
-// The dump's connection to a page server, for as long as the dump runs.
+// dump / pre-dump --page-server --cache-dir: the dump's side of the SSD cache.
+struct PageServerCache {
+    std::string dir;
+    uint64_t size = 0;  // 0 keeps the directory's
+    CacheMode mode = CacheMode::writeback;
+    std::optional<EvictionPolicy> policy;
+};
+
+// The dump's connection to a page server, for as long as the dump runs. With
+// a cache the pages go through the local SSD cache (writeback by default: the dump
+// goes on at local disk speed while the cache's writer streams the chunks; each process's
+// pages end with the backlog) and only chunks the page server lacks cross the wire.
 class PageServerClient {
 public:
     static Expected<std::unique_ptr<PageServerClient>> connect(const std::string& address, int port,
-                                                                const std::string& auth_key_file, Log& log);
+                                                                const std::string& auth_key_file, Log& log,
+                                                                const PageServerCache* cache = nullptr);
     // What DumpContext::page_sinks holds: every process's pages go over this connection.
     PageSinkFactory factory();
     // The dump is complete: tells the server, which then exits.
@@ -44,6 +61,9 @@ public:
 private:
     explicit PageServerClient(Channel ch) : ch_(std::move(ch)) {}
     Channel ch_;
+    // Declared after the channel: the cache (its writer) stops before the channel goes.
+    std::unique_ptr<NetChunkRemote> remote_;
+    std::unique_ptr<ChunkCache> cache_;
 };
 
 }  // namespace criu

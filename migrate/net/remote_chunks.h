@@ -106,6 +106,10 @@ private:
     uint64_t received_ = 0, reused_ = 0;
 };
 
+inline constexpr bool is_chunk_message(MsgType t) {
+    return t == MsgType::chunk_have || t == MsgType::chunk_put || t == MsgType::chunk_pages;
+}
+
 inline constexpr uint32_t kChunkPages = 16;  // 64 KiB chunks: the cache's recommended size
 
 }  // namespace criu

@@ -27,11 +27,16 @@ Scenarios:
                      source is back in its own cgroup, unthrottled, and PASSes
   throttle-criu-killed  the same, criu migrate itself SIGKILLed while the process is
                      throttled: its watchdog puts the source back and removes the cgroup
+  page-server-cache  criu dump --page-server --cache-dir (writeback) to a page server with its
+                     own chunk cache: restored from the merged images the workload PASSes; a
+                     second process with the same static memory sends only what is missing
 """
 import argparse
 import glob
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -413,6 +418,71 @@ def scenario_throttle_criu_killed(r, hosts):
     r.finish_local(pid)
 
 
+def dump_through_cache(r, pid, tag, src_cache, ps_cache):
+    """criu dump --page-server --cache-dir to a page server on loopback with its own chunk
+    cache; returns (local images dir, page server dir, chunks the page server received)."""
+    port = free_port()
+    psdir = os.path.join(r.tmp, f"ps-{tag}")
+    local = os.path.join(r.tmp, f"img-{tag}")
+    srv = r.criu(["page-server", "--address", "127.0.0.1", "--port", str(port), "-D", psdir, "--auth-key", r.key,
+                  "--cache-dir", ps_cache, "-o", f"page-server-{tag}.log", "-W", r.tmp, "-v4"], background=True)
+    slog = os.path.join(r.tmp, f"page-server-{tag}.log")
+    wait_for(lambda: "listening" in read(slog) or srv.poll() is not None, 10, "the page server")
+    d = r.criu(["dump", "-t", str(pid), "-D", local, "--page-server", "--address", "127.0.0.1", "--port", str(port),
+                "--auth-key", r.key, "--cache-dir", src_cache, "--cache-size", "32M", "-o", f"dump-{tag}.log",
+                "-W", r.tmp, "-v4"])
+    if d.returncode != 0:
+        raise Failure(f"dump --page-server --cache-dir failed ({d.returncode})")
+    if srv.wait(60) != 0:
+        raise Failure(f"page server exit {srv.returncode}")
+    m = re.search(r"chunks from \S+: (\d+) received, (\d+) taken from the cache", read(slog))
+    if not m:
+        raise Failure("the page server did not receive the pages as chunks")
+    return local, psdir, int(m.group(1))
+
+
+def restore_merged(r, local, psdir, pid):
+    """Restores from the dump's images merged with the page server's; the workload PASSes."""
+    for n in os.listdir(psdir):
+        if n.endswith(".img"):
+            shutil.copy(os.path.join(psdir, n), os.path.join(local, n))
+    pidfile = os.path.join(local, "restored.pid")
+    rs = r.criu(["restore", "-D", local, "-d", "--pidfile", pidfile, "-o", "restore.log", "-v4"])
+    if rs.returncode != 0:
+        raise Failure("restore from the merged directory failed")
+    if int(read(pidfile)) != pid:
+        raise Failure(f"restored pid {read(pidfile)}, expected {pid}")
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), 60, "the restored workload to exit")
+    if read(r.out).strip().splitlines()[-1] != "PASS":
+        raise Failure(f"verdict:\n{read(r.out)}")
+
+
+def scenario_page_server_cache(r, hosts):
+    """dump --page-server --cache-dir (writeback through a 32 MiB cache, 80 MiB of pages):
+    restored from the merged images it PASSes; a second process with the same static memory
+    dumped through the same caches sends only what the page server's cache lacks."""
+    src, ps_cache = os.path.join(r.tmp, "src-cache"), os.path.join(r.tmp, "ps-cache")
+    pid = r.start_workload()
+    local, psdir, first = dump_through_cache(r, pid, "1", src, ps_cache)
+    r.proc.wait(10)
+    s = cache_stat(r, src)
+    log(f"first dump: {first} chunks received by the page server; source cache {s['chunks']} chunks, "
+        f"{s['dirty_chunks']} dirty, {s['writebacks']} written back, {s['evictions']} evicted, mode {s['mode']}")
+    if s["mode"] != "writeback" or s["dirty_chunks"] != 0 or s["writebacks"] == 0:
+        raise Failure(f"the source cache did not write back everything: {s}")
+    restore_merged(r, local, psdir, pid)
+
+    r.out = os.path.join(r.tmp, "out2.log")
+    pid2 = r.start_workload()
+    local2, psdir2, second = dump_through_cache(r, pid2, "2", src, ps_cache)
+    r.proc.wait(10)
+    log(f"second dump: {second} chunks received")
+    if second * 2 > first:
+        raise Failure(f"the second dump sent {second} chunks, the first {first}: no deduplication")
+    restore_merged(r, local2, psdir2, pid2)
+
+
 SCENARIOS = {
     "cache-writeback": scenario_cache_writeback,
     "cache-disk-full": scenario_cache_disk_full,
@@ -421,6 +491,7 @@ SCENARIOS = {
     "throttle": scenario_throttle,
     "throttle-fail": scenario_throttle_fail,
     "throttle-criu-killed": scenario_throttle_criu_killed,
+    "page-server-cache": scenario_page_server_cache,
 }
 
 
