@@ -51,9 +51,10 @@ Status check_entries(const std::vector<images::PstreeEntry>& t, std::map<pid_t, 
                 return failf(EINVAL, "{}: tid {} is invalid or used twice in the tree", where, tid);
         if (e.sid() < 0 || e.pgid() < 0)
             return failf(EINVAL, "{}: session {} / group {} are not valid ids", where, e.sid(), e.pgid());
-        // 0: the leader is outside the dumper's pid namespace (the kernel shows no id for it), as
-        // when criu runs in a container entered from outside. That can only be the root's own
-        // session or group, which the tree leaves to criu's; another one could not be told apart.
+        // 0: a leader criu cannot name. Either it is outside the dumper's pid namespace (criu run
+        // in a container entered from outside), or it is the kernel's own session 0, which every
+        // process started by pid 1 without setsid is in (the project's CI). That can only be the
+        // root's own session or group, which the tree leaves to criu's; another could not be told apart.
         if ((e.sid() == 0 && t[0].sid() != 0) || (e.pgid() == 0 && t[0].pgid() != 0))
             return failf(ENOTSUP, "{}: its session or group leader is outside the dumper's pid namespace (shown as "
                                   "0) but the root's is not: not supported", where);
