@@ -112,6 +112,21 @@ def nothing_kept(hosts, cache):
         raise Failure(f"processes left in the destination: {hosts.b_processes()}")
 
 
+def migrate_again(r, hosts, pid, src, dest, what):
+    """Migrates pid through the source cache `src` to a new server with the cache `dest`: it
+    must land, with nothing left dirty in the source cache."""
+    r.port = free_port()
+    srv = serve(r, hosts, dest, "serve2")
+    stats = os.path.join(r.tmp, "stats2.json")
+    m = r.criu(migrate_cmd(r, pid, ["--cache-dir", src, "--stats-json", stats]), wrap=hosts.in_a)
+    if m.returncode != 0:
+        raise Failure(f"{what} failed ({m.returncode})")
+    host_pid, _ = landed(r, hosts, pid, srv, stats)
+    if cache_stat(r, src)["dirty_chunks"] != 0:
+        raise Failure("dirty chunks left after the second migration")
+    r.finish_remote(host_pid)
+
+
 def scenario_cache_writeback(r, hosts):
     slow_link(hosts, "200mbit")
     src = os.path.join(r.tmp, "src-cache")
@@ -159,16 +174,8 @@ def scenario_cache_writeback(r, hosts):
     # of it: chunks clean here must be sent all the same.
     r.out = os.path.join(r.tmp, "out2.log")
     pid2 = r.start_workload()
-    r.port = free_port()
-    srv2 = serve(r, hosts, os.path.join(r.tmp, "dest-cache-2"), "serve2")
-    stats2 = os.path.join(r.tmp, "stats2.json")
-    m2 = r.criu(migrate_cmd(r, pid2, ["--cache-dir", src, "--stats-json", stats2]), wrap=hosts.in_a)
-    if m2.returncode != 0:
-        raise Failure(f"the migration to a fresh destination cache failed ({m2.returncode})")
-    host_pid2, st2 = landed(r, hosts, pid2, srv2, stats2)
-    if cache_stat(r, src)["dirty_chunks"] != 0:
-        raise Failure("dirty chunks left after the second migration")
-    r.finish_remote(host_pid2)
+    migrate_again(r, hosts, pid2, src, os.path.join(r.tmp, "dest-cache-2"),
+                  "the migration to a fresh destination cache")
 
 
 def scenario_cache_disk_full(r, hosts):
@@ -220,19 +227,10 @@ def scenario_cache_dest_killed(r, hosts):
     cache_verify(r, src)
     # A new server removes what the killed one left, and the migration then goes through;
     # nothing stays dirty.
-    r.port = free_port()
-    srv2 = serve(r, hosts, dest, "serve2")
-    stats = os.path.join(r.tmp, "stats2.json")
-    m2 = r.criu(migrate_cmd(r, pid, ["--cache-dir", src, "--stats-json", stats]), wrap=hosts.in_a)
-    if m2.returncode != 0:
-        raise Failure(f"the second migration failed ({m2.returncode})")
+    migrate_again(r, hosts, pid, src, dest, "the second migration")
     if "left by an earlier server" not in read(os.path.join(r.tmp, "serve2.log")):
         raise Failure("the new server did not clean up after the killed one")
-    host_pid, _ = landed(r, hosts, pid, srv2, stats)
     no_staging(dest)
-    if cache_stat(r, src)["dirty_chunks"] != 0:
-        raise Failure("dirty chunks left after the second migration")
-    r.finish_remote(host_pid)
 
 
 def cpu_cgroup_of(pid):
@@ -378,16 +376,7 @@ def scenario_cache_criu_killed(r, hosts):
         f"{s['recoveries']}")
     if s["recoveries"] < 1:
         raise Failure(f"the cache did not notice it was not closed cleanly: {s}")
-    r.port = free_port()
-    srv2 = serve(r, hosts, dest, "serve2")
-    stats = os.path.join(r.tmp, "stats2.json")
-    m2 = r.criu(migrate_cmd(r, pid, ["--cache-dir", src, "--stats-json", stats]), wrap=hosts.in_a)
-    if m2.returncode != 0:
-        raise Failure(f"the migration after the kill failed ({m2.returncode})")
-    host_pid, _ = landed(r, hosts, pid, srv2, stats)
-    if cache_stat(r, src)["dirty_chunks"] != 0:
-        raise Failure("dirty chunks left after the second migration")
-    r.finish_remote(host_pid)
+    migrate_again(r, hosts, pid, src, dest, "the migration after the kill")
 
 
 def scenario_throttle_criu_killed(r, hosts):
