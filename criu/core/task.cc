@@ -49,8 +49,14 @@ Expected<std::unique_ptr<Task>> Task::seize(pid_t pid, pid_t tid, Log& log, bool
         int e = errno;
         if (e == ESRCH)
             return failf(ESRCH, "tid {} of pid {} exited before it could be seized", tid, pid);
-        if (e == EPERM)
+        // ptrace refuses a thread that has already exited (a zombie not yet released) with EPERM,
+        // not ESRCH: a short-lived thread listed a moment ago is gone, not forbidden.
+        if (e == EPERM) {
+            auto st = read_status(pid, tid);
+            if (!st || st->state == 'Z' || st->state == 'X')
+                return failf(ESRCH, "tid {} of pid {} exited before it could be seized", tid, pid);
             return failf(EPERM, "cannot seize tid {} of pid {} (already traced, or not permitted)", tid, pid);
+        }
         return fail(e, fmt::format("PTRACE_SEIZE of tid {} of pid {}", tid, pid));
     }
     std::unique_ptr<Task> t(new Task(pid, tid, log));

@@ -101,10 +101,17 @@ TEST_CASE("every thread is seized, including ones born during the seize") {
             c.join();
         }
     }
+    // Killed and reaped however the test ends: a thread factory left behind would hold ctest's
+    // output pipe open until the test's timeout.
+    struct Reap {
+        pid_t pid;
+        ~Reap() { kill_and_reap(pid); }
+    } reap{pid};
     while (flag->load() == 0)
         usleep(1000);
     for (int round = 0; round < 10; ++round) {
         auto sp = SeizedProcess::seize(pid, log);
+        INFO((sp ? std::string("seized") : sp.error().str()));
         REQUIRE(sp);
         auto tids = list_tasks(pid);
         REQUIRE(tids);
@@ -122,7 +129,6 @@ TEST_CASE("every thread is seized, including ones born during the seize") {
     REQUIRE(st);
     CHECK(st->tracer_pid == 0);
     CHECK(st->state != 'Z');
-    kill_and_reap(pid);
 }
 
 TEST_CASE("a process that dies while seized gives ESRCH with a clear message") {
